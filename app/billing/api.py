@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+
+from app.billing import service
+from app.billing.schemas import Balance, OperationBody, OperationResult
+from app.db import Database
+from app.fields import LOGIN_PATTERN
+from app.idempotency import check_key
+from app.problems import BadRequest
+
+router = APIRouter(tags=["billing"])
+
+
+def _db(request: Request) -> Database:
+    db: Database = request.app.state.dbs["billing"]
+    return db
+
+
+BillingDb = Annotated[Database, Depends(_db)]
+LoginQuery = Annotated[str | None, Query(pattern=LOGIN_PATTERN)]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+
+
+@router.put("/account/operation", response_model=OperationResult, response_model_by_alias=True)
+async def account_operation(
+    body: OperationBody, db: BillingDb, idempotency_key: IdempotencyKey = None
+) -> OperationResult:
+    """Deposit to or withdraw from an account."""
+    key = check_key(idempotency_key)
+    async with db.unit_of_work() as uow:
+        return await service.apply_operation(uow, body, key)
+
+
+@router.get("/account/", response_model=Balance, response_model_by_alias=True)
+@router.get("/account", response_model=Balance, response_model_by_alias=True, include_in_schema=False)
+async def get_account(db: BillingDb, login: LoginQuery = None) -> Balance:
+    """An account's balance."""
+    if login is None:
+        raise BadRequest("query parameter 'login' is required")
+    async with db.read() as conn:
+        return await service.get_balance(conn, login)

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from pydantic import PositiveInt
+
+from app.billing import service
+from app.bus import Consumed, Envelope
+from app.db import UnitOfWork
+from app.inbox import ModuleHandler
+
+
+class PersonRegistered(Consumed):
+    login: str
+
+
+class PaymentRequested(Consumed):
+    order_id: str
+    login: str
+    amount: PositiveInt  # a non-positive charge would credit the account: refuse it as poison
+
+
+async def on_person_registered(uow: UnitOfWork, event: Envelope) -> None:
+    person = PersonRegistered.model_validate(event.data)
+    await service.open_account(uow, person.login)
+
+
+async def on_payment_requested(uow: UnitOfWork, event: Envelope) -> None:
+    req = PaymentRequested.model_validate(event.data)
+    await service.pay_order(uow, req.order_id, req.login, req.amount)
+
+
+SUBSCRIPTIONS: dict[str, ModuleHandler] = {
+    "person.registered.v1": on_person_registered,
+    "orders.payment_requested.v1": on_payment_requested,
+}

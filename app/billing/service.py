@@ -1,0 +1,180 @@
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app import idempotency
+from app.billing.events import AccountCreated, NotificationRequested, PaymentFailed, PaymentSucceeded
+from app.billing.models import accounts, messaging, operations, payments
+from app.billing.schemas import Balance, OperationBody, OperationResult
+from app.bus import new_id, utcnow
+from app.db import UnitOfWork
+from app.money import to_text
+from app.problems import Conflict, NotFound
+
+# a ceiling far above any real balance that keeps every sum inside a signed 64-bit column
+MAX_BALANCE = 10**15
+
+
+async def open_account(uow: UnitOfWork, login: str) -> bool:
+    now = utcnow()
+    account_id = new_id()
+    opened = await uow.conn.execute(
+        uow.insert_ignore(accounts).values(id=account_id, login=login, balance=0, created_at=now, updated_at=now)
+    )
+    if not opened.rowcount:
+        return False
+    uow.emit(AccountCreated(account_id=account_id, login=login, balance=0), subject=login)
+    uow.emit(
+        NotificationRequested(
+            login=login, kind="account_created", text=f"Account created for {login}: balance 0.00"
+        ),
+        subject=login,
+    )
+    return True
+
+
+async def apply_operation(uow: UnitOfWork, body: OperationBody, key: str | None) -> OperationResult:
+    operation_id = new_id()
+    if key is not None:
+        fp = idempotency.fingerprint(body)
+        earlier = await idempotency.claim(uow, messaging.idempotency, "account_operation", key, fp, operation_id)
+        if earlier is not None:
+            return OperationResult.model_validate(earlier.response)
+    if body.operation == "deposit":
+        balance = await deposit(uow, body.login, body.sum)
+    else:
+        balance = await withdraw(uow, body.login, body.sum)
+    await uow.conn.execute(
+        operations.insert().values(
+            id=operation_id,
+            login=body.login,
+            kind=body.operation,
+            amount=body.sum,
+            balance_after=balance,
+            created_at=utcnow(),
+        )
+    )
+    result = OperationResult(
+        login=body.login, operation=body.operation, sum=body.sum, balance=balance, operation_id=operation_id
+    )
+    if key is not None:
+        await idempotency.remember(uow, messaging.idempotency, "account_operation", key, 200, result.model_dump())
+    return result
+
+
+async def deposit(uow: UnitOfWork, login: str, amount: int) -> int:
+    # one conditional UPDATE, not read-then-write: parallel deposits must all count
+    row = (
+        await uow.conn.execute(
+            update(accounts)
+            .where(accounts.c.login == login, accounts.c.balance <= MAX_BALANCE - amount)
+            .values(balance=accounts.c.balance + amount, updated_at=utcnow())
+            .returning(accounts.c.balance)
+        )
+    ).first()
+    if row is not None:
+        return int(row[0])
+    if await _balance(uow.conn, login) is None:
+        raise AccountNotFound(login)
+    raise BalanceLimit(f"a balance may not exceed {to_text(MAX_BALANCE)}")
+
+
+async def withdraw(uow: UnitOfWork, login: str, amount: int) -> int:
+    row = await _take(uow, login, amount)
+    if row is not None:
+        return row
+    if await _balance(uow.conn, login) is None:
+        raise AccountNotFound(login)
+    raise InsufficientFunds(f"balance of {login!r} is below {to_text(amount)}")
+
+
+async def pay_order(uow: UnitOfWork, order_id: str, login: str, amount: int) -> None:
+    """Charge an order once: the payment row keyed by order id turns a second request into a no-op."""
+    claimed = await uow.conn.execute(
+        uow.insert_ignore(payments).values(
+            order_id=order_id, login=login, amount=amount, status="pending", created_at=utcnow()
+        )
+    )
+    if not claimed.rowcount:
+        return
+    short = order_id[:8]
+    balance = await _take(uow, login, amount)
+    if balance is not None:
+        await _settle(uow, order_id, "paid", None)
+        uow.emit(PaymentSucceeded(order_id=order_id, login=login, amount=amount, balance=balance), subject=login)
+        text = f"Order {short}… paid: {to_text(amount)} withdrawn, balance {to_text(balance)}"
+        uow.emit(
+            NotificationRequested(login=login, kind="payment_succeeded", text=text, order_id=order_id),
+            subject=login,
+        )
+        return
+    current = await _balance(uow.conn, login)
+    if current is None:
+        reason, text = "account_not_found", f"Order {short}… rejected: no account for {login}"
+    else:
+        reason = "insufficient_funds"
+        text = (
+            f"Order {short}… rejected: insufficient funds, price {to_text(amount)}, "
+            f"balance {to_text(current)}"
+        )
+    await _settle(uow, order_id, "rejected", reason)
+    uow.emit(
+        PaymentFailed(order_id=order_id, login=login, amount=amount, reason=reason, balance=current),  # type: ignore[arg-type]
+        subject=login,
+    )
+    uow.emit(
+        NotificationRequested(login=login, kind="payment_failed", text=text, order_id=order_id), subject=login
+    )
+
+
+async def get_balance(conn: AsyncConnection, login: str) -> Balance:
+    row = (
+        await conn.execute(select(accounts.c.balance, accounts.c.updated_at).where(accounts.c.login == login))
+    ).first()
+    if row is None:
+        raise AccountNotFound(login)
+    return Balance(login=login, balance=row.balance, updated_at=row.updated_at)
+
+
+async def _take(uow: UnitOfWork, login: str, amount: int) -> int | None:
+    # one UPDATE, not read-then-write: concurrent orders must not overdraw
+    row = (
+        await uow.conn.execute(
+            update(accounts)
+            .where(accounts.c.login == login, accounts.c.balance >= amount)
+            .values(balance=accounts.c.balance - amount, updated_at=utcnow())
+            .returning(accounts.c.balance)
+        )
+    ).first()
+    return None if row is None else int(row[0])
+
+
+async def _balance(conn: AsyncConnection, login: str) -> int | None:
+    row = (await conn.execute(select(accounts.c.balance).where(accounts.c.login == login))).first()
+    return None if row is None else int(row[0])
+
+
+async def _settle(uow: UnitOfWork, order_id: str, status: str, reason: str | None) -> None:
+    await uow.conn.execute(
+        update(payments).where(payments.c.order_id == order_id).values(status=status, reason=reason)
+    )
+
+
+class AccountNotFound(NotFound):
+    slug, title = "account-not-found", "Account not found"
+
+    def __init__(self, login: str) -> None:
+        # right after registration the account may still be on its way through the bus
+        super().__init__(
+            f"no account for login {login!r} (if it was just registered, it is being opened: retry shortly)",
+            headers={"Retry-After": "1"},
+        )
+
+
+class InsufficientFunds(Conflict):
+    slug, title = "insufficient-funds", "Insufficient funds"
+
+
+class BalanceLimit(Conflict):
+    slug, title = "balance-limit", "Balance limit reached"

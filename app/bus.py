@@ -1,0 +1,253 @@
+"""Envelope, the Bus protocol and MemoryBus: broker semantics on asyncio queues inside one process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Protocol
+from uuid import uuid4
+
+import orjson
+from pydantic import BaseModel, ConfigDict
+
+log = logging.getLogger(__name__)
+
+
+def new_id() -> str:
+    return uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A CloudEvents-shaped event. ``attempt`` is delivery metadata, never on the wire."""
+
+    type: str
+    source: str
+    data: dict[str, Any]
+    subject: str = ""
+    id: str = field(default_factory=new_id)
+    time: str = field(default_factory=lambda: utcnow().isoformat())
+    correlationid: str = ""
+    causationid: str = ""
+    attempt: int = field(default=1, compare=False)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "specversion": "1.0",
+                "id": self.id,
+                "type": self.type,
+                "source": self.source,
+                "subject": self.subject,
+                "time": self.time,
+                "correlationid": self.correlationid,
+                "causationid": self.causationid,
+                "datacontenttype": "application/json",
+                "data": self.data,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Envelope:
+        d = orjson.loads(raw)
+        return cls(
+            type=d["type"],
+            source=d["source"],
+            data=d.get("data") or {},
+            subject=d.get("subject") or "",
+            id=d["id"],
+            time=d.get("time") or "",
+            correlationid=d.get("correlationid") or "",
+            causationid=d.get("causationid") or "",
+        )
+
+    def delivered(self, attempt: int) -> Envelope:
+        return replace(self, attempt=attempt)
+
+
+class Event(BaseModel):
+    """Base for payloads a module publishes; ``TYPE`` is the versioned event type."""
+
+    model_config = ConfigDict(frozen=True)
+    TYPE: ClassVar[str]
+
+
+class Consumed(BaseModel):
+    """Base for a consumer's own view of a payload: reads the fields it names, ignores the rest."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+Handler = Callable[[Envelope], Awaitable[None]]
+
+
+class DeadLetterSink(Protocol):
+    async def __call__(self, event: Envelope, group: str, error: str) -> None: ...
+
+
+class Bus(Protocol):
+    async def publish(self, event: Envelope) -> None:
+        """Return only when the bus has accepted the event (broker ack, or queued in memory)."""
+
+    async def subscribe(self, event_type: str, group: str, handler: Handler) -> None:
+        """Every group gets every event; members of one group compete; order kept per subject.
+
+        A handler that returns acks the event; one that raises gets it again after a backoff, up to
+        ``max_attempts`` deliveries, after which the event goes to the dead-letter sink and is acked.
+        """
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    base: float = 0.05
+    cap: float = 2.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.cap, self.base * (2 ** (attempt - 1)))
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    event: Envelope
+    group: str
+    error: str
+    at: datetime = field(default_factory=utcnow)
+
+
+class _Group:
+    """One consumer group on one event type: events are spread over partitions by subject, and each
+    partition is served by one worker in order, so per-subject order holds while subjects run in parallel."""
+
+    def __init__(self, bus: MemoryBus, event_type: str, name: str, partitions: int) -> None:
+        self.bus, self.event_type, self.name = bus, event_type, name
+        self.members: list[Handler] = []
+        self._next = 0
+        self.queues: list[asyncio.Queue[Envelope]] = [asyncio.Queue() for _ in range(partitions)]
+        self.workers = [asyncio.create_task(self._work(q)) for q in self.queues]
+
+    def put(self, event: Envelope) -> None:
+        key = event.subject or event.id
+        self.queues[hash(key) % len(self.queues)].put_nowait(event)
+
+    def _member(self) -> Handler:
+        # members of a group compete: each delivery goes to exactly one of them, round robin
+        handler = self.members[self._next % len(self.members)]
+        self._next += 1
+        return handler
+
+    async def _work(self, queue: asyncio.Queue[Envelope]) -> None:
+        while True:
+            event = await queue.get()
+            await self.bus._deliver(self, event)
+            self.bus._done(event)
+
+
+class MemoryBus:
+    """The in-process bus. Not durable on its own: events queued here die with the process, so the
+    outbox relay marks a row done only when :meth:`on_settled` reports that every group has acked it
+    (or dead-lettered it), and republishes what is not done at start-up."""
+
+    durable = False
+
+    def __init__(
+        self,
+        *,
+        max_attempts: int = 5,
+        backoff: Backoff | None = None,
+        partitions: int = 8,
+        dead_letters: DeadLetterSink | None = None,
+    ) -> None:
+        self.max_attempts = max_attempts
+        self.backoff = backoff or Backoff()
+        self.partitions = partitions
+        self.dead_letters: list[DeadLetter] = []
+        self._sink = dead_letters
+        self._groups: dict[str, dict[str, _Group]] = {}
+        self._pending: dict[str, int] = {}
+        self._settle_listeners: dict[str, Callable[[Envelope], None]] = {}
+        self._closed = False
+
+    async def publish(self, event: Envelope) -> None:
+        if self._closed:
+            raise RuntimeError("bus is closed")
+        groups = self._groups.get(event.type)
+        if not groups:
+            self._settle(event)
+            return
+        self._pending[event.id] = self._pending.get(event.id, 0) + len(groups)
+        for group in groups.values():
+            group.put(event)
+
+    async def subscribe(self, event_type: str, group: str, handler: Handler) -> None:
+        groups = self._groups.setdefault(event_type, {})
+        if group not in groups:
+            groups[group] = _Group(self, event_type, group, self.partitions)
+        groups[group].members.append(handler)
+
+    def on_settled(self, source: str, listener: Callable[[Envelope], None]) -> None:
+        """Call ``listener`` once every group has acked or dead-lettered an event from ``source``."""
+        self._settle_listeners[source] = listener
+
+    @property
+    def ready(self) -> bool:
+        return not self._closed
+
+    async def close(self) -> None:
+        self._closed = True
+        workers = [w for groups in self._groups.values() for g in groups.values() for w in g.workers]
+        for w in workers:
+            w.cancel()
+        for w in workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await w
+
+    async def _deliver(self, group: _Group, event: Envelope) -> None:
+        attempt = 1
+        while True:
+            try:
+                await group._member()(event.delivered(attempt))
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                if attempt >= self.max_attempts:
+                    await self._dead_letter(event, group.name, error)
+                    return
+                log.warning(
+                    "redelivering %s to %s after attempt %d: %s", event.type, group.name, attempt, error
+                )
+                await asyncio.sleep(self.backoff.delay(attempt))
+                attempt += 1
+
+    async def _dead_letter(self, event: Envelope, group: str, error: str) -> None:
+        log.error("dead-lettered %s %s for %s: %s", event.type, event.id, group, error)
+        self.dead_letters.append(DeadLetter(event, group, error))
+        if self._sink is not None:
+            try:
+                await self._sink(event, group, error)
+            except Exception:
+                log.exception("dead-letter sink failed for %s", event.id)
+
+    def _done(self, event: Envelope) -> None:
+        left = self._pending.get(event.id, 1) - 1
+        if left > 0:
+            self._pending[event.id] = left
+            return
+        self._pending.pop(event.id, None)
+        self._settle(event)
+
+    def _settle(self, event: Envelope) -> None:
+        listener = self._settle_listeners.get(event.source)
+        if listener is not None:
+            listener(event)

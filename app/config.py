@@ -1,0 +1,63 @@
+"""Settings: read from the environment once (in ``__main__``) and passed down; nothing runs at import."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+MODULES: tuple[str, ...] = ("person", "billing", "orders", "notifications")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("data")
+    modules: tuple[str, ...] = MODULES
+    bus_url: str = "memory://"
+    # a URL for every module, or None: one SQLite file per module under data_dir
+    database_url: str | None = None
+    module_database_urls: Mapping[str, str] = field(default_factory=dict)
+    order_reply_timeout: float = 5.0
+    bus_max_attempts: int = 5
+    bus_backoff_base: float = 0.05
+    bus_backoff_cap: float = 2.0
+    idempotency_ttl_hours: float = 48.0
+    max_body_bytes: int = 64 * 1024
+    log_level: str = "info"
+
+    def database_url_for(self, module: str) -> str:
+        if module in self.module_database_urls:
+            return self.module_database_urls[module]
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / f'{module}.sqlite3'}"
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        base = cls()
+        modules = tuple(m.strip() for m in env.get("MODULES", ",".join(MODULES)).split(",") if m.strip())
+        return cls(
+            host=env.get("HOST", base.host),
+            port=int(env.get("PORT", base.port)),
+            data_dir=Path(env.get("DATA_DIR", str(base.data_dir))),
+            modules=modules,
+            bus_url=env.get("BUS_URL", base.bus_url),
+            database_url=env.get("DATABASE_URL") or None,
+            module_database_urls={
+                m: env[f"{m.upper()}_DATABASE_URL"] for m in MODULES if env.get(f"{m.upper()}_DATABASE_URL")
+            },
+            order_reply_timeout=float(env.get("ORDER_REPLY_TIMEOUT", base.order_reply_timeout)),
+            bus_max_attempts=int(env.get("BUS_MAX_ATTEMPTS", base.bus_max_attempts)),
+            bus_backoff_base=float(env.get("BUS_BACKOFF_BASE", base.bus_backoff_base)),
+            bus_backoff_cap=float(env.get("BUS_BACKOFF_CAP", base.bus_backoff_cap)),
+            idempotency_ttl_hours=float(env.get("IDEMPOTENCY_TTL_HOURS", base.idempotency_ttl_hours)),
+            max_body_bytes=int(env.get("MAX_BODY_BYTES", base.max_body_bytes)),
+            log_level=env.get("LOG_LEVEL", base.log_level),
+        )

@@ -1,0 +1,80 @@
+"""The dead-letter store: events a consumer group gave up on, kept in that group's module database."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table, Text, select
+
+from app.bus import Envelope, new_id, utcnow
+from app.db import Database, UtcDateTime
+
+
+def deadletter_table(metadata: MetaData, module: str) -> Table:
+    return Table(
+        f"{module}_deadletter",
+        metadata,
+        Column("id", String(64), primary_key=True),
+        Column("group", String(64), nullable=False),
+        Column("event_id", String(64), nullable=False),
+        Column("type", String(128), nullable=False),
+        Column("envelope", LargeBinary, nullable=False),
+        Column("error", Text, nullable=False),
+        Column("attempts", Integer, nullable=False),
+        Column("created_at", UtcDateTime(), nullable=False),
+        Column("redriven_at", UtcDateTime(), nullable=True),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Store:
+    db: Database
+    table: Table
+
+
+class DeadLetterStore:
+    """The bus's dead-letter sink for every group: a group is a module, so its letters go to that
+    module's own database and survive restarts."""
+
+    def __init__(self, stores: Mapping[str, Store]) -> None:
+        self.stores = dict(stores)
+
+    async def __call__(self, event: Envelope, group: str, error: str) -> None:
+        store = self.stores.get(group)
+        if store is None:
+            return
+        async with store.db.unit_of_work() as uow:
+            await uow.conn.execute(
+                store.table.insert().values(
+                    id=new_id(),
+                    group=group,
+                    event_id=event.id,
+                    type=event.type,
+                    envelope=event.to_json(),
+                    error=error[:2000],
+                    attempts=event.attempt,
+                    created_at=utcnow(),
+                )
+            )
+
+    async def list(self) -> list[dict[str, object]]:
+        out: list[dict[str, object]] = []
+        for group, store in self.stores.items():
+            t = store.table
+            async with store.db.read() as conn:
+                rows = await conn.execute(select(t).order_by(t.c.created_at))
+                for r in rows.mappings():
+                    out.append(
+                        {
+                            "id": r["id"],
+                            "group": group,
+                            "eventId": r["event_id"],
+                            "type": r["type"],
+                            "error": r["error"],
+                            "attempts": r["attempts"],
+                            "createdAt": r["created_at"],
+                            "redrivenAt": r["redriven_at"],
+                        }
+                    )
+        return out

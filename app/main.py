@@ -1,0 +1,159 @@
+"""create_app: the one place that wires modules, their databases, the bus and the relays."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from types import ModuleType
+from typing import Any
+
+import orjson
+from fastapi import FastAPI
+
+from app import billing, notifications, orders, person, problems
+from app.bus import Backoff, Bus, MemoryBus
+from app.config import Settings
+from app.db import Database
+from app.deadletters import DeadLetterStore, Store
+from app.idempotency import prune
+from app.inbox import consume
+from app.middleware import EdgeMiddleware
+from app.outbox import Relay
+
+log = logging.getLogger(__name__)
+
+MODULES: Mapping[str, ModuleType] = {
+    "person": person,
+    "billing": billing,
+    "orders": orders,
+    "notifications": notifications,
+}
+
+
+def make_bus(settings: Settings, dead_letters: DeadLetterStore) -> Bus:
+    if settings.bus_url.startswith("memory:"):
+        return MemoryBus(
+            max_attempts=settings.bus_max_attempts,
+            backoff=Backoff(settings.bus_backoff_base, settings.bus_backoff_cap),
+            dead_letters=dead_letters,
+        )
+    raise ValueError(f"unsupported BUS_URL {settings.bus_url!r}: use memory://")
+
+
+@dataclass
+class System:
+    """The running modules: their databases, the bus, the relays. Usable without HTTP (tests, tools)."""
+
+    settings: Settings
+    dbs: dict[str, Database] = field(default_factory=dict)
+    relays: dict[str, Relay] = field(default_factory=dict)
+    bus: Bus | None = None
+    dead_letters: DeadLetterStore | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def start(self, bus: Bus | None = None) -> None:
+        for name in self.settings.modules:
+            module = MODULES[name]
+            db = Database(
+                name, self.settings.database_url_for(name), module.metadata, outbox=module.messaging.outbox
+            )
+            await db.start()
+            self.dbs[name] = db
+        self.dead_letters = DeadLetterStore(
+            {n: Store(db, MODULES[n].messaging.deadletter) for n, db in self.dbs.items()}
+        )
+        self.bus = bus or make_bus(self.settings, self.dead_letters)
+        # consumers first, so what the relays publish from an earlier run finds them
+        for name, db in self.dbs.items():
+            module = MODULES[name]
+            for event_type, handler in module.SUBSCRIPTIONS.items():
+                await self.bus.subscribe(event_type, name, consume(db, module.messaging.inbox, name, handler))
+        for name, db in self.dbs.items():
+            relay = Relay(db, self.bus)
+            await relay.start()
+            self.relays[name] = relay
+        self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        if self.bus is not None:
+            await self.bus.close()
+        for relay in self.relays.values():
+            await relay.stop()
+        for db in self.dbs.values():
+            await db.stop()
+
+    async def ready(self) -> dict[str, bool]:
+        checks = {f"db:{n}": await db.ping() for n, db in self.dbs.items()}
+        checks["bus"] = bool(getattr(self.bus, "ready", self.bus is not None))
+        return checks
+
+    async def _housekeeping(self) -> None:
+        ttl = timedelta(hours=self.settings.idempotency_ttl_hours)
+        while True:
+            for name, db in self.dbs.items():
+                try:
+                    await prune(db, MODULES[name].messaging.idempotency, ttl)
+                except Exception:
+                    log.exception("idempotency pruning failed for %s", name)
+            await asyncio.sleep(3600)
+
+
+def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
+    system = System(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await system.start(bus)
+        app.state.dbs = system.dbs
+        try:
+            yield
+        finally:
+            await system.stop()
+
+    app = FastAPI(
+        title="eventcollab",
+        version="0.1.0",
+        summary="Event collaboration through a message broker: the seed scenario, durable.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.system = system
+    problems.install(app)
+    for name in settings.modules:
+        app.include_router(MODULES[name].router)
+    app.include_router(_health_router(system))
+    app.add_middleware(EdgeMiddleware, max_body=settings.max_body_bytes)
+    return app
+
+
+def _health_router(system: System) -> Any:
+    from fastapi import APIRouter
+    from starlette.responses import Response
+
+    router = APIRouter(tags=["health"])
+
+    @router.get("/health/live")
+    async def live() -> dict[str, str]:
+        """The process answers."""
+        return {"status": "ok"}
+
+    @router.get("/health/ready", responses={503: {"description": "a database or the bus is down"}})
+    async def ready() -> Response:
+        """Ready when every database and the bus are up."""
+        checks = await system.ready()
+        if all(checks.values()):
+            return Response(orjson.dumps({"status": "ready", "checks": checks}), media_type="application/json")
+        down = ", ".join(k for k, ok in checks.items() if not ok)
+        return problems.problem_response(
+            503, "not-ready", "Not ready", f"down: {down}", extra={"checks": checks}
+        )
+
+    return router

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from app.db import Database
+from app.fields import LOGIN_PATTERN
+from app.notifications import service
+from app.notifications.schemas import Notices
+from app.problems import BadRequest
+
+router = APIRouter(tags=["notifications"])
+
+
+def _db(request: Request) -> Database:
+    db: Database = request.app.state.dbs["notifications"]
+    return db
+
+
+NotificationsDb = Annotated[Database, Depends(_db)]
+
+
+@router.get("/notice/notices/", response_model=Notices, response_model_by_alias=True)
+@router.get("/notice/notices", response_model=Notices, response_model_by_alias=True, include_in_schema=False)
+async def get_notices(
+    db: NotificationsDb,
+    login: Annotated[str | None, Query(pattern=LOGIN_PATTERN)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Notices:
+    """A login's messages, oldest first (an unknown login has none)."""
+    if login is None:
+        raise BadRequest("query parameter 'login' is required")
+    async with db.read() as conn:
+        return Notices(login=login, messages=await service.list_notices(conn, login, limit))

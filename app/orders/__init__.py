@@ -1,0 +1,7 @@
+"""Orders: takes orders, asks billing to pay, answers the client once billing has."""
+
+from app.orders.api import router
+from app.orders.handlers import SUBSCRIPTIONS
+from app.orders.models import messaging, metadata
+
+__all__ = ["SUBSCRIPTIONS", "messaging", "metadata", "router"]

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.responses import Response
+
+from app.bus import new_id
+from app.config import Settings
+from app.db import Database
+from app.fields import LOGIN_PATTERN
+from app.idempotency import check_key
+from app.orders import service
+from app.orders.schemas import CreateOrder, OrderList, OrderOut
+from app.problems import BadRequest
+
+router = APIRouter(tags=["orders"])
+
+
+def _db(request: Request) -> Database:
+    db: Database = request.app.state.dbs["orders"]
+    return db
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+OrdersDb = Annotated[Database, Depends(_db)]
+AppSettings = Annotated[Settings, Depends(_settings)]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+
+
+@router.post(
+    "/order/createOrder",
+    response_model=OrderOut,
+    response_model_by_alias=True,
+    responses={202: {"model": OrderOut, "description": "Still pending: poll the Location"}},
+)
+async def create_order(
+    body: CreateOrder, db: OrdersDb, settings: AppSettings, idempotency_key: IdempotencyKey = None
+) -> Response:
+    """Create an order and answer once billing has paid or rejected it (202 if that takes too long)."""
+    key = check_key(idempotency_key)
+    order_id = new_id()
+    settled = db.signals.expect(order_id)
+    try:
+        async with db.unit_of_work() as uow:
+            stored_id = await service.create_order(uow, body, order_id, key)
+        if stored_id != order_id:  # a replay: answer for the first order
+            db.signals.discard(order_id, settled)
+            order_id, settled = stored_id, db.signals.expect(stored_id)
+            async with db.read() as conn:
+                order = await service.get_order(conn, order_id)
+            if order.status != "pending":
+                return _reply(order)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(settled, settings.order_reply_timeout)
+    finally:
+        db.signals.discard(order_id, settled)
+    # the order row is the truth, whether the signal came or the wait timed out
+    async with db.read() as conn:
+        return _reply(await service.get_order(conn, order_id))
+
+
+def _reply(order: OrderOut) -> Response:
+    body = order.model_dump_json(by_alias=True)
+    if order.status == "pending":
+        return Response(body, 202, {"Location": f"/order/orders/{order.id}"}, media_type="application/json")
+    return Response(body, media_type="application/json")
+
+
+@router.get("/order/orders/{order_id}", response_model=OrderOut, response_model_by_alias=True)
+async def get_order(order_id: Annotated[str, Path(max_length=64)], db: OrdersDb) -> OrderOut:
+    """One order."""
+    async with db.read() as conn:
+        return await service.get_order(conn, order_id)
+
+
+@router.get("/order/orders", response_model=OrderList, response_model_by_alias=True)
+async def list_orders(
+    db: OrdersDb,
+    login: Annotated[str | None, Query(pattern=LOGIN_PATTERN)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> OrderList:
+    """A login's orders, newest first."""
+    if login is None:
+        raise BadRequest("query parameter 'login' is required")
+    async with db.read() as conn:
+        return OrderList(orders=await service.list_orders(conn, login, limit))

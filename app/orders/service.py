@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import orjson
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app import idempotency
+from app.bus import utcnow
+from app.db import UnitOfWork
+from app.money import MAX_MINOR, to_text
+from app.orders.events import PaymentRequested
+from app.orders.models import messaging, orders
+from app.orders.schemas import CreateOrder, OrderOut
+from app.problems import BadRequest, NotFound
+
+
+def order_total(body: CreateOrder) -> int:
+    """The order's price in minor units: ``price``, or the sum of ``items`` when only they are given."""
+    items_total = sum(i.quantity * i.price for i in body.items) if body.items else None
+    if body.price is None and items_total is None:
+        raise BadRequest("give the order's 'price', its 'items', or both")
+    if body.price is not None and items_total is not None and body.price != items_total:
+        raise PriceMismatch(f"price {to_text(body.price)} differs from the items' total {to_text(items_total)}")
+    total = body.price if body.price is not None else items_total
+    assert total is not None
+    if total > MAX_MINOR:
+        raise BadRequest("an order may cost at most 1000000000")
+    return total
+
+
+async def create_order(uow: UnitOfWork, body: CreateOrder, order_id: str, key: str | None) -> str:
+    """Store a pending order and ask billing to pay it; returns the order id (an earlier one on replay)."""
+    total = order_total(body)
+    if key is not None:
+        fp = idempotency.fingerprint(body)
+        earlier = await idempotency.claim(uow, messaging.idempotency, "create_order", key, fp, order_id)
+        if earlier is not None:
+            return earlier.resource_id
+    items = (
+        orjson.dumps([{"name": i.name, "quantity": i.quantity, "price": i.price} for i in body.items])
+        if body.items
+        else None
+    )
+    await uow.conn.execute(
+        orders.insert().values(
+            id=order_id,
+            login=body.login,
+            price=total,
+            status="pending",
+            description=body.description,
+            items=items.decode() if items else None,
+            created_at=utcnow(),
+        )
+    )
+    uow.emit(PaymentRequested(order_id=order_id, login=body.login, amount=total), subject=body.login)
+    return order_id
+
+
+async def settle(uow: UnitOfWork, order_id: str, status: str, reason: str | None) -> bool:
+    # only a pending order moves: a repeated or late outcome cannot flip a settled one
+    done = await uow.conn.execute(
+        update(orders)
+        .where(orders.c.id == order_id, orders.c.status == "pending")
+        .values(status=status, reason=reason, settled_at=utcnow())
+    )
+    if done.rowcount:
+        uow.after_commit(lambda: uow.db.signals.fire(order_id))
+    return bool(done.rowcount)
+
+
+async def get_order(conn: AsyncConnection, order_id: str) -> OrderOut:
+    row = (await conn.execute(select(orders).where(orders.c.id == order_id))).first()
+    if row is None:
+        raise OrderNotFound(f"no order {order_id!r}")
+    return OrderOut.from_row(row)
+
+
+async def list_orders(conn: AsyncConnection, login: str, limit: int) -> list[OrderOut]:
+    rows = await conn.execute(
+        select(orders)
+        .where(orders.c.login == login)
+        .order_by(orders.c.created_at.desc(), orders.c.id.desc())
+        .limit(limit)
+    )
+    return [OrderOut.from_row(r) for r in rows]
+
+
+class PriceMismatch(BadRequest):
+    slug, title = "price-mismatch", "Price does not match items"
+
+
+class OrderNotFound(NotFound):
+    slug, title = "order-not-found", "Order not found"

@@ -1,0 +1,138 @@
+"""The outbox table shape and the relay that hands committed events to the bus.
+
+A relay publishes each event exactly in commit order and marks it done only once the bus holds it:
+for a durable broker that is the publish ack; for the in-memory bus it is the moment every consumer
+group has acked it. Whatever is not done when the process stops is published again at start-up, and
+the consumers' inboxes absorb the repeats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table, func, select, update
+
+from app.bus import Bus, Envelope, MemoryBus, utcnow
+from app.db import Database, UtcDateTime
+
+log = logging.getLogger(__name__)
+
+
+def outbox_table(metadata: MetaData, module: str) -> Table:
+    return Table(
+        f"{module}_outbox",
+        metadata,
+        Column("seq", Integer, primary_key=True, autoincrement=True),
+        Column("id", String(64), nullable=False, unique=True),
+        Column("type", String(128), nullable=False),
+        Column("subject", String(128), nullable=False, default=""),
+        Column("envelope", LargeBinary, nullable=False),
+        Column("created_at", UtcDateTime(), nullable=False),
+        Column("sent_at", UtcDateTime(), nullable=True, index=True),
+    )
+
+
+class Relay:
+    """Publishes one module's outbox. Gets new events straight from the writer after each commit
+    (no polling on the hot path) and scans the table once at start for what an earlier run left."""
+
+    def __init__(self, db: Database, bus: Bus, *, mark_every: float = 0.01) -> None:
+        assert db.outbox is not None
+        self.db, self.bus, self.table = db, bus, db.outbox
+        self.mark_every = mark_every
+        self._queue: asyncio.Queue[Envelope] = asyncio.Queue()
+        self._done: list[str] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._settles = isinstance(bus, MemoryBus)
+
+    async def start(self) -> None:
+        if isinstance(self.bus, MemoryBus):
+            self.bus.on_settled(self.db.name, self._mark_done)
+        for envelope in await self._unsent():
+            self._queue.put_nowait(envelope)
+        self.db.on_commit = self._hand_off
+        self._tasks = [
+            asyncio.create_task(self._publish_loop(), name=f"{self.db.name}-relay"),
+            asyncio.create_task(self._mark_loop(), name=f"{self.db.name}-relay-marks"),
+        ]
+
+    async def stop(self) -> None:
+        self.db.on_commit = None
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        await self._flush_marks()
+
+    async def pending(self) -> tuple[int, float | None]:
+        """(rows not yet done, age in seconds of the oldest of them)."""
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(func.count(), func.min(self.table.c.created_at)).where(
+                        self.table.c.sent_at.is_(None)
+                    )
+                )
+            ).one()
+        count, oldest = row
+        if oldest is None:
+            return int(count), None
+        if oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=utcnow().tzinfo)
+        return int(count), (utcnow() - oldest).total_seconds()
+
+    def _hand_off(self, events: Sequence[Envelope]) -> None:
+        for e in events:
+            self._queue.put_nowait(e)
+
+    async def _unsent(self) -> list[Envelope]:
+        async with self.db.read() as conn:
+            rows = await conn.execute(
+                select(self.table.c.envelope).where(self.table.c.sent_at.is_(None)).order_by(self.table.c.seq)
+            )
+            return [Envelope.from_json(r[0]) for r in rows]
+
+    async def _publish_loop(self) -> None:
+        while True:
+            event = await self._queue.get()
+            delay = 0.05
+            while True:
+                try:
+                    await self.bus.publish(event)
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    # keep order: retry this event before any later one
+                    log.warning("publish of %s failed (%s); retrying in %.2fs", event.id, exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+            if not self._settles:
+                self._mark_done(event)
+
+    def _mark_done(self, event: Envelope) -> None:
+        self._done.append(event.id)
+
+    async def _mark_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.mark_every)
+            if self._done:
+                await self._flush_marks()
+
+    async def _flush_marks(self) -> None:
+        ids, self._done = self._done, []
+        if not ids:
+            return
+        try:
+            async with self.db.unit_of_work() as uow:
+                await uow.conn.execute(
+                    update(self.table).where(self.table.c.id.in_(ids)).values(sent_at=utcnow())
+                )
+        except Exception:
+            # not fatal: an unmarked row is published again after a restart and absorbed by inboxes
+            log.exception("could not mark %d outbox rows of %s", len(ids), self.db.name)
+            self._done[:0] = ids

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.bus import new_id, utcnow
+from app.db import UnitOfWork
+from app.person.events import PersonRegistered
+from app.person.models import Person
+from app.person.schemas import Register
+from app.problems import Conflict, NotFound
+
+persons = Person.__table__  # type: ignore[attr-defined]
+
+
+async def register(uow: UnitOfWork, body: Register) -> Person:
+    person = Person(id=new_id(), created_at=utcnow(), **body.model_dump())
+    # the unique login decides; no read-then-insert race between two registrations
+    inserted = await uow.conn.execute(uow.insert_ignore(persons).values(**person.model_dump()))
+    if not inserted.rowcount:
+        raise LoginTaken(f"login {body.login!r} is already registered")
+    uow.emit(
+        PersonRegistered(
+            person_id=person.id,
+            login=person.login,
+            email=person.email,
+            first_name=person.first_name,
+            last_name=person.last_name,
+        ),
+        subject=person.login,
+    )
+    return person
+
+
+async def get_person(conn: AsyncConnection, login: str) -> Person:
+    row = (await conn.execute(select(persons).where(persons.c.login == login))).mappings().first()
+    if row is None:
+        raise PersonNotFound(f"no person with login {login!r}")
+    return Person.model_validate(dict(row))
+
+
+class LoginTaken(Conflict):
+    slug, title = "login-taken", "Login taken"
+
+
+class PersonNotFound(NotFound):
+    slug, title = "person-not-found", "Person not found"

@@ -1,0 +1,124 @@
+"""RFC 9457 problem details: the one shape of every error this service answers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+import orjson
+
+log = logging.getLogger(__name__)
+
+TYPE_BASE = "https://eventcollab.dev/problems/"
+MEDIA_TYPE = "application/problem+json"
+
+
+class Problem(Exception):
+    """Raise to answer with problem+json. Subclasses fix ``status``, ``slug`` and ``title``."""
+
+    status: ClassVar[int] = 400
+    slug: ClassVar[str] = "bad-request"
+    title: ClassVar[str] = "Bad request"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+
+
+class BadRequest(Problem):
+    pass
+
+
+class NotFound(Problem):
+    status, slug, title = 404, "not-found", "Not found"
+
+
+class Conflict(Problem):
+    status, slug, title = 409, "conflict", "Conflict"
+
+
+class Unprocessable(Problem):
+    status, slug, title = 422, "unprocessable", "Unprocessable content"
+
+
+def problem_response(
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    *,
+    instance: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Response:
+    body: dict[str, Any] = {"type": TYPE_BASE + slug, "title": title, "status": status, "detail": detail}
+    if instance:
+        body["instance"] = instance
+    if extra:
+        body.update(extra)
+    return Response(orjson.dumps(body), status_code=status, media_type=MEDIA_TYPE, headers=dict(headers or {}))
+
+
+def _describe(errors: list[Any]) -> tuple[str, list[dict[str, Any]]]:
+    items = []
+    for e in errors:
+        loc = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
+        items.append({"field": loc, "message": e.get("msg", "invalid"), "code": e.get("type", "")})
+    text = "; ".join(f"{i['field'] or 'body'}: {i['message']}" for i in items[:5])
+    return text or "invalid request", items
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> Response:
+        return problem_response(
+            exc.status, exc.slug, exc.title, exc.detail,
+            instance=request.url.path, headers=exc.headers, extra=exc.extra,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        errors = list(exc.errors())
+        detail, items = _describe(errors)
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return problem_response(400, "malformed-json", "Malformed JSON", detail, instance=request.url.path)
+        missing_body = any(e.get("type") == "missing" and tuple(e.get("loc", ())) == ("body",) for e in errors)
+        if missing_body:
+            return problem_response(400, "missing-body", "Missing body", "a JSON body is required",
+                                    instance=request.url.path)
+        # parameters in the query string are a malformed request; a body that parses but breaks
+        # the schema is unprocessable content
+        status, slug, title = (
+            (400, "invalid-parameter", "Invalid parameter")
+            if all(e.get("loc", ("",))[0] in ("query", "path", "header") for e in errors)
+            else (422, "validation-failed", "Validation failed")
+        )
+        return problem_response(status, slug, title, detail, instance=request.url.path, extra={"errors": items})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        titles = {404: "Not found", 405: "Method not allowed", 413: "Content too large"}
+        title = titles.get(exc.status_code, "HTTP error")
+        slug = title.lower().replace(" ", "-")
+        return problem_response(exc.status_code, slug, title, str(exc.detail), instance=request.url.path,
+                                headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(500, "internal", "Internal error", "the server failed; it has been logged",
+                                instance=request.url.path)

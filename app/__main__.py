@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 async def _migrate(settings: Settings) -> None:
-    from app.main import MODULES as REGISTRY
     from app.db import Database
+    from app.main import MODULES as REGISTRY
 
     for name in settings.modules:
         db = Database(name, settings.database_url_for(name), REGISTRY[name].metadata)

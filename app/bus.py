@@ -113,7 +113,7 @@ class Backoff:
     cap: float = 2.0
 
     def delay(self, attempt: int) -> float:
-        return min(self.cap, self.base * (2 ** (attempt - 1)))
+        return float(min(self.cap, self.base * 2.0 ** (attempt - 1)))
 
 
 @dataclass(slots=True)

@@ -18,13 +18,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Table, event, text
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy import DateTime, Insert, MetaData, Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
-from sqlalchemy import Insert, MetaData
+from sqlalchemy.types import TypeDecorator
 
 from app.bus import Envelope, Event, new_id, utcnow
 
@@ -297,7 +296,9 @@ class Database:
                         batch.append(req)
                     else:
                         await savepoint.rollback()
-                req = None if len(batch) >= self.batch_max or self._queue.empty() else self._queue.get_nowait()
+                req = (
+                    None if len(batch) >= self.batch_max or self._queue.empty() else self._queue.get_nowait()
+                )
             await trans.commit()
         except BaseException as exc:
             with contextlib.suppress(Exception):

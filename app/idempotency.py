@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table, delete, select, update
 
 from app.bus import utcnow
-from app.db import Database, UtcDateTime, UnitOfWork
+from app.db import Database, UnitOfWork, UtcDateTime
 from app.problems import BadRequest, Problem
 
 MAX_KEY = 255

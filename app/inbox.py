@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table
 
 from app.bus import Envelope, Handler, utcnow
-from app.db import Database, UtcDateTime, UnitOfWork
+from app.db import Database, UnitOfWork, UtcDateTime
 
 ModuleHandler = Callable[[UnitOfWork, Envelope], Awaitable[None]]
 

@@ -150,7 +150,9 @@ def _health_router(system: System) -> Any:
         """Ready when every database and the bus are up."""
         checks = await system.ready()
         if all(checks.values()):
-            return Response(orjson.dumps({"status": "ready", "checks": checks}), media_type="application/json")
+            return Response(
+                orjson.dumps({"status": "ready", "checks": checks}), media_type="application/json"
+            )
         down = ", ".join(k for k, ok in checks.items() if not ok)
         return problems.problem_response(
             503, "not-ready", "Not ready", f"down: {down}", extra={"checks": checks}

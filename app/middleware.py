@@ -68,7 +68,10 @@ class EdgeMiddleware:
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problem_response(
-            413, "content-too-large", "Content too large",
-            f"request bodies are limited to {self.max_body} bytes", instance=scope.get("path"),
+            413,
+            "content-too-large",
+            "Content too large",
+            f"request bodies are limited to {self.max_body} bytes",
+            instance=scope.get("path"),
         )
         await response(scope, receive, send)

@@ -70,6 +70,8 @@ def to_text(minor: int) -> str:
 
 
 # HTTP bodies: a positive amount in, minor units inside, a JSON number out
-Amount = Annotated[int, BeforeValidator(positive_money), PlainSerializer(to_number, return_type=float, when_used="json")]
+Amount = Annotated[
+    int, BeforeValidator(positive_money), PlainSerializer(to_number, return_type=float, when_used="json")
+]
 # replies only: any amount (a balance may be 0)
 Money = Annotated[int, PlainSerializer(to_number, return_type=float, when_used="json")]

@@ -6,12 +6,11 @@ import logging
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
-
-import orjson
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +69,9 @@ def problem_response(
         body["instance"] = instance
     if extra:
         body.update(extra)
-    return Response(orjson.dumps(body), status_code=status, media_type=MEDIA_TYPE, headers=dict(headers or {}))
+    return Response(
+        orjson.dumps(body), status_code=status, media_type=MEDIA_TYPE, headers=dict(headers or {})
+    )
 
 
 def _describe(errors: list[Any]) -> tuple[str, list[dict[str, Any]]]:
@@ -86,8 +87,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> Response:
         return problem_response(
-            exc.status, exc.slug, exc.title, exc.detail,
-            instance=request.url.path, headers=exc.headers, extra=exc.extra,
+            exc.status,
+            exc.slug,
+            exc.title,
+            exc.detail,
+            instance=request.url.path,
+            headers=exc.headers,
+            extra=exc.extra,
         )
 
     @app.exception_handler(RequestValidationError)
@@ -95,11 +101,16 @@ def install(app: FastAPI) -> None:
         errors = list(exc.errors())
         detail, items = _describe(errors)
         if any(e.get("type") == "json_invalid" for e in errors):
-            return problem_response(400, "malformed-json", "Malformed JSON", detail, instance=request.url.path)
-        missing_body = any(e.get("type") == "missing" and tuple(e.get("loc", ())) == ("body",) for e in errors)
+            return problem_response(
+                400, "malformed-json", "Malformed JSON", detail, instance=request.url.path
+            )
+        missing_body = any(
+            e.get("type") == "missing" and tuple(e.get("loc", ())) == ("body",) for e in errors
+        )
         if missing_body:
-            return problem_response(400, "missing-body", "Missing body", "a JSON body is required",
-                                    instance=request.url.path)
+            return problem_response(
+                400, "missing-body", "Missing body", "a JSON body is required", instance=request.url.path
+            )
         # parameters in the query string are a malformed request; a body that parses but breaks
         # the schema is unprocessable content
         status, slug, title = (
@@ -107,18 +118,31 @@ def install(app: FastAPI) -> None:
             if all(e.get("loc", ("",))[0] in ("query", "path", "header") for e in errors)
             else (422, "validation-failed", "Validation failed")
         )
-        return problem_response(status, slug, title, detail, instance=request.url.path, extra={"errors": items})
+        return problem_response(
+            status, slug, title, detail, instance=request.url.path, extra={"errors": items}
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         titles = {404: "Not found", 405: "Method not allowed", 413: "Content too large"}
         title = titles.get(exc.status_code, "HTTP error")
         slug = title.lower().replace(" ", "-")
-        return problem_response(exc.status_code, slug, title, str(exc.detail), instance=request.url.path,
-                                headers=getattr(exc, "headers", None))
+        return problem_response(
+            exc.status_code,
+            slug,
+            title,
+            str(exc.detail),
+            instance=request.url.path,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(500, "internal", "Internal error", "the server failed; it has been logged",
-                                instance=request.url.path)
+        return problem_response(
+            500,
+            "internal",
+            "Internal error",
+            "the server failed; it has been logged",
+            instance=request.url.path,
+        )

@@ -20,7 +20,9 @@ async def open_account(uow: UnitOfWork, login: str) -> bool:
     now = utcnow()
     account_id = new_id()
     opened = await uow.conn.execute(
-        uow.insert_ignore(accounts).values(id=account_id, login=login, balance=0, created_at=now, updated_at=now)
+        uow.insert_ignore(accounts).values(
+            id=account_id, login=login, balance=0, created_at=now, updated_at=now
+        )
     )
     if not opened.rowcount:
         return False
@@ -38,7 +40,9 @@ async def apply_operation(uow: UnitOfWork, body: OperationBody, key: str | None)
     operation_id = new_id()
     if key is not None:
         fp = idempotency.fingerprint(body)
-        earlier = await idempotency.claim(uow, messaging.idempotency, "account_operation", key, fp, operation_id)
+        earlier = await idempotency.claim(
+            uow, messaging.idempotency, "account_operation", key, fp, operation_id
+        )
         if earlier is not None:
             return OperationResult.model_validate(earlier.response)
     if body.operation == "deposit":
@@ -59,7 +63,9 @@ async def apply_operation(uow: UnitOfWork, body: OperationBody, key: str | None)
         login=body.login, operation=body.operation, sum=body.sum, balance=balance, operation_id=operation_id
     )
     if key is not None:
-        await idempotency.remember(uow, messaging.idempotency, "account_operation", key, 200, result.model_dump())
+        await idempotency.remember(
+            uow, messaging.idempotency, "account_operation", key, 200, result.model_dump()
+        )
     return result
 
 
@@ -102,7 +108,9 @@ async def pay_order(uow: UnitOfWork, order_id: str, login: str, amount: int) -> 
     balance = await _take(uow, login, amount)
     if balance is not None:
         await _settle(uow, order_id, "paid", None)
-        uow.emit(PaymentSucceeded(order_id=order_id, login=login, amount=amount, balance=balance), subject=login)
+        uow.emit(
+            PaymentSucceeded(order_id=order_id, login=login, amount=amount, balance=balance), subject=login
+        )
         text = f"Order {short}… paid: {to_text(amount)} withdrawn, balance {to_text(balance)}"
         uow.emit(
             NotificationRequested(login=login, kind="payment_succeeded", text=text, order_id=order_id),
@@ -120,7 +128,7 @@ async def pay_order(uow: UnitOfWork, order_id: str, login: str, amount: int) -> 
         )
     await _settle(uow, order_id, "rejected", reason)
     uow.emit(
-        PaymentFailed(order_id=order_id, login=login, amount=amount, reason=reason, balance=current),  # type: ignore[arg-type]
+        PaymentFailed(order_id=order_id, login=login, amount=amount, reason=reason, balance=current),
         subject=login,
     )
     uow.emit(

@@ -49,7 +49,9 @@ class OrderOut(BaseModel):
 
     @classmethod
     def from_row(cls, row: Any) -> OrderOut:
-        items = [{**i, "price": to_number(i["price"])} for i in orjson.loads(row.items)] if row.items else None
+        items = (
+            [{**i, "price": to_number(i["price"])} for i in orjson.loads(row.items)] if row.items else None
+        )
         return cls(
             id=row.id,
             login=row.login,

@@ -20,7 +20,9 @@ def order_total(body: CreateOrder) -> int:
     if body.price is None and items_total is None:
         raise BadRequest("give the order's 'price', its 'items', or both")
     if body.price is not None and items_total is not None and body.price != items_total:
-        raise PriceMismatch(f"price {to_text(body.price)} differs from the items' total {to_text(items_total)}")
+        raise PriceMismatch(
+            f"price {to_text(body.price)} differs from the items' total {to_text(items_total)}"
+        )
     total = body.price if body.price is not None else items_total
     assert total is not None
     if total > MAX_MINOR:

@@ -1,0 +1,1 @@
+"""eventcollab: event collaboration through a message broker."""

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.seed import walk_seed_scenario
+from tests.support.server import Server
+
+pytestmark = pytest.mark.slow
+
+
+async def test_seed_scenario_against_a_real_server_process(tmp_path: Path) -> None:
+    with Server(tmp_path / "data") as server:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as client:
+            login = await walk_seed_scenario(client)
+    # data survives a restart
+    with Server(tmp_path / "data") as server:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as client:
+            r = await client.get("/account/", params={"login": login})
+            assert r.json()["balance"] == 700
+            r = await client.get("/notice/notices/", params={"login": login})
+            assert len(r.json()["messages"]) == 3

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import httpx
 
 from tests.conftest import new_login
@@ -71,9 +73,10 @@ async def walk_seed_scenario(client: httpx.AsyncClient) -> str:
     return login
 
 
-def _has(notices: object, expected: list[str]) -> object:
+def _has(
+    notices: Callable[[], Awaitable[list[dict[str, object]]]], expected: list[str]
+) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
-        messages = await notices()  # type: ignore[operator]
-        return [m["type"] for m in messages] == expected
+        return [m["type"] for m in await notices()] == expected
 
     return check

@@ -1,4 +1,9 @@
-"""CLI: ``python -m app [serve|migrate] [--host H] [--port P] [--data-dir D] [--modules a,b]``."""
+"""CLI: ``python -m app [serve|migrate|check] [--host H] [--port P] [--data-dir D] [--modules a,b]``.
+
+serve    run the HTTP server (default)
+migrate  create or upgrade every module's schema, then exit
+check    read every module's database and report the invariants; exit 1 on a violation
+"""
 
 from __future__ import annotations
 
@@ -6,35 +11,46 @@ import argparse
 import asyncio
 import logging
 import os
+import sys
 from pathlib import Path
 
 from app.config import MODULES, Settings
 
 
-def parse(argv: list[str] | None = None) -> tuple[str, Settings]:
+def parse(argv: list[str] | None = None) -> tuple[str, Settings, argparse.Namespace]:
     env = Settings.from_env()
     p = argparse.ArgumentParser(prog="eventcollab", description=__doc__)
-    p.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate"])
+    p.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate", "check"])
     p.add_argument("--host", default=env.host, help="interface to listen on (env HOST)")
     p.add_argument("--port", type=int, default=env.port, help="port (env PORT, default 8000)")
     p.add_argument("--data-dir", type=Path, default=env.data_dir, help="SQLite files (env DATA_DIR)")
     p.add_argument("--modules", default=",".join(env.modules), help="modules to run (env MODULES)")
+    p.add_argument("--json", action="store_true", help="check: print the report as JSON")
+    p.add_argument("--pending-grace", type=float, default=None, help="check: seconds an order may be pending")
     a = p.parse_args(argv)
     modules = tuple(m.strip() for m in a.modules.split(",") if m.strip())
     unknown = set(modules) - set(MODULES)
     if unknown:
         p.error(f"unknown modules: {', '.join(sorted(unknown))}; choose from {', '.join(MODULES)}")
-    return a.command, env.with_(host=a.host, port=a.port, data_dir=a.data_dir, modules=modules)
+    settings = env.with_(host=a.host, port=a.port, data_dir=a.data_dir, modules=modules)
+    return a.command, settings, a
 
 
 def main(argv: list[str] | None = None) -> None:
-    command, settings = parse(argv)
+    command, settings, args = parse(argv)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if command == "migrate":
         asyncio.run(_migrate(settings))
         return
+    if command == "check":
+        urls = [settings.database_url_for(m) for m in settings.modules]
+        missing = [u for u in urls if u.startswith("sqlite") and not Path(u.split("///", 1)[1]).exists()]
+        if missing:
+            sys.exit(f"no database at {', '.join(missing)}")
+        grace = settings.order_reply_timeout if args.pending_grace is None else args.pending_grace
+        sys.exit(asyncio.run(_check(settings, grace, as_json=args.json)))
     import uvicorn
 
     from app.main import create_app
@@ -59,6 +75,29 @@ async def _migrate(settings: Settings) -> None:
         await db.start()
         await db.stop()
         print(f"{name}: schema ready at {settings.database_url_for(name)}")
+
+
+async def _check(settings: Settings, grace: float, *, as_json: bool) -> int:
+    from datetime import timedelta
+
+    import orjson
+
+    from app.db import Database
+    from app.invariants import check
+    from app.main import MODULES as REGISTRY
+
+    dbs: dict[str, Database] = {}
+    for name in settings.modules:
+        url = settings.database_url_for(name)
+        dbs[name] = Database(name, url, REGISTRY[name].metadata)
+        await dbs[name].start(create_tables=False)
+    try:
+        report = await check(dbs, pending_grace=timedelta(seconds=grace))
+    finally:
+        for db in dbs.values():
+            await db.stop()
+    print(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode() if as_json else report.render())
+    return 0 if report.ok else 1
 
 
 if __name__ == "__main__":

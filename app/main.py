@@ -21,6 +21,7 @@ from app.db import Database
 from app.deadletters import DeadLetterStore, Store
 from app.idempotency import prune
 from app.inbox import consume
+from app.invariants import check
 from app.middleware import EdgeMiddleware
 from app.outbox import Relay
 
@@ -144,6 +145,12 @@ def _health_router(system: System) -> Any:
     async def live() -> dict[str, str]:
         """The process answers."""
         return {"status": "ok"}
+
+    @router.get("/admin/invariants", tags=["admin"])
+    async def invariants() -> dict[str, Any]:
+        """The invariant checker's report over this process's databases."""
+        report = await check(system.dbs, pending_grace=timedelta(seconds=system.settings.order_reply_timeout))
+        return report.as_dict()
 
     @router.get("/health/ready", responses={503: {"description": "a database or the bus is down"}})
     async def ready() -> Response:

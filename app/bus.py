@@ -222,7 +222,7 @@ class MemoryBus:
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
                 if attempt >= self.max_attempts:
-                    await self._dead_letter(event, group.name, error)
+                    await self._dead_letter(event.delivered(attempt), group.name, error)
                     return
                 log.warning(
                     "redelivering %s to %s after attempt %d: %s", event.type, group.name, attempt, error

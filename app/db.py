@@ -1,33 +1,43 @@
-"""One Database per module: its engine, a single writer task that group-commits units of work, and reads.
+"""One Database per module: its engines, a single writer that group-commits units of work, and reads.
 
-SQLite takes one writer at a time and aiosqlite pays a thread hop per statement, so one transaction per
-request tops out near 0.5k tx/s here. Instead every unit of work queues for the writer task, runs inside
-a SAVEPOINT of the writer's open transaction, and the writer commits whatever queued meanwhile in one
-COMMIT (group commit). A failing unit rolls back to its savepoint and leaves the batch intact.
+Why units of work are plain functions run by the writer, not ``async with`` blocks: with aiosqlite every
+statement is a hop to a thread and back through the event loop; under load each hop waits behind the
+whole loop, and a createOrder pays ~20 of them (measured here: 88 orders/s, p50 480 ms at 64 clients).
+So a unit of work is a synchronous function of a :class:`UnitOfWork`; the writer collects whatever is
+queued, runs the lot in ONE trip to its thread, each inside a SAVEPOINT of one transaction, and COMMITs
+once (group commit). A unit that raises rolls back to its savepoint and leaves the batch intact.
+
+On PostgreSQL the same functions run through SQLAlchemy's ``run_sync`` on asyncpg (no thread at all).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import DateTime, Insert, MetaData, Table, event, text
+from sqlalchemy import Connection, DateTime, Engine, Insert, MetaData, Table, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
 from app.bus import Envelope, Event, new_id, utcnow
 
 log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 # the correlation id of the HTTP request being served; events emitted without a cause carry it
 correlation_id: ContextVar[str] = ContextVar("correlation_id", default="")
@@ -53,11 +63,18 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def insert_ignore(dialect: Dialect, table: Table) -> Insert:
-    """INSERT ... ON CONFLICT DO NOTHING for the dialects we run on; rowcount tells if it inserted."""
-    if dialect.name == "postgresql":
+@functools.cache
+def _insert_ignore(dialect_name: str, table: Table) -> Insert:
+    if dialect_name == "postgresql":
         return postgresql.insert(table).on_conflict_do_nothing()
     return sqlite.insert(table).on_conflict_do_nothing()
+
+
+def insert_ignore(dialect: Dialect, table: Table) -> Insert:
+    """INSERT ... ON CONFLICT DO NOTHING for the dialects we run on; rowcount tells if it inserted.
+    Built once per table and executed with a parameter dict: building a statement per call cost
+    ~140 µs against ~20 µs for a prebuilt one (measured here), so hot paths never build statements."""
+    return _insert_ignore(dialect.name, table)
 
 
 @dataclass(slots=True)
@@ -65,8 +82,9 @@ class UnitOfWork:
     """One atomic change to a module's database, with the events it causes."""
 
     db: Database
-    conn: AsyncConnection
+    conn: Connection
     cause: Envelope | None = None
+    correlation: str = ""
     events: list[Envelope] = field(default_factory=list)
     _after_commit: list[Callable[[], None]] = field(default_factory=list)
 
@@ -75,7 +93,7 @@ class UnitOfWork:
         if self.cause is not None:
             correlation, causation = self.cause.correlationid or self.cause.id, self.cause.id
         else:
-            correlation = correlation_id.get() or new_id()
+            correlation = self.correlation or new_id()
             causation = correlation
         envelope = Envelope(
             type=payload.TYPE,
@@ -89,11 +107,22 @@ class UnitOfWork:
         return envelope
 
     def after_commit(self, callback: Callable[[], None]) -> None:
-        """Run ``callback`` once the transaction holding this unit has committed (never on rollback)."""
+        """Run ``callback`` on the event loop once this unit has committed (never on rollback)."""
         self._after_commit.append(callback)
 
     def insert_ignore(self, table: Table) -> Insert:
         return insert_ignore(self.conn.dialect, table)
+
+
+@dataclass(slots=True)
+class _Job:
+    fn: Callable[[UnitOfWork], Any]
+    cause: Envelope | None
+    correlation: str
+    future: asyncio.Future[Any]
+    uow: UnitOfWork | None = None
+    result: Any = None
+    error: Exception | None = None
 
 
 class Signals:
@@ -101,39 +130,29 @@ class Signals:
     Fired from after-commit callbacks, so a waiter never sees a state that could still roll back."""
 
     def __init__(self) -> None:
-        self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+        self._waiters: dict[str, set[asyncio.Future[Any]]] = {}
 
-    def expect(self, key: str) -> asyncio.Future[None]:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def expect(self, key: str) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(key, set()).add(fut)
         return fut
 
-    def discard(self, key: str, fut: asyncio.Future[None]) -> None:
+    def discard(self, key: str, fut: asyncio.Future[Any]) -> None:
         waiters = self._waiters.get(key)
         if waiters is not None:
             waiters.discard(fut)
             if not waiters:
                 del self._waiters[key]
 
-    def fire(self, key: str) -> None:
+    def fire(self, key: str, value: Any = None) -> None:
         for fut in self._waiters.pop(key, ()):
             if not fut.done():
-                fut.set_result(None)
-
-
-class _Request:
-    __slots__ = ("committed", "done", "granted", "uow")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.granted: asyncio.Future[AsyncConnection] = loop.create_future()
-        self.done: asyncio.Future[bool] = loop.create_future()
-        self.committed: asyncio.Future[None] = loop.create_future()
-        self.uow: UnitOfWork | None = None
+                fut.set_result(value)
 
 
 class Database:
-    """A module's database. ``outbox`` is the module's outbox table, written by :meth:`unit_of_work`;
-    ``on_commit`` receives each committed batch's events in commit order (the relay's hand-off)."""
+    """A module's database. ``outbox`` is the module's outbox table, written by every unit of work that
+    emits; ``on_commit`` receives each committed batch's events in commit order (the relay's hand-off)."""
 
     def __init__(
         self,
@@ -142,31 +161,43 @@ class Database:
         metadata: MetaData,
         *,
         outbox: Table | None = None,
-        batch_max: int = 256,
+        batch_max: int = 512,
     ) -> None:
         self.name, self.url, self.metadata, self.outbox = name, url, metadata, outbox
         self.batch_max = batch_max
         self.on_commit: Callable[[Sequence[Envelope]], None] | None = None
         self.signals = Signals()
-        self._queue: asyncio.Queue[_Request] = asyncio.Queue()
+        self._outbox_insert = outbox.insert() if outbox is not None else None
+        self.is_sqlite = url.startswith("sqlite")
+        self._memory = self.is_sqlite and (":memory:" in url or url.split("://", 1)[1] in ("", "/"))
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
-        self._memory = url.startswith("sqlite") and (":memory:" in url or url.rstrip("/").endswith(":"))
-        self._write_engine: AsyncEngine | None = None
-        self._read_engine: AsyncEngine | None = None
+        # SQLite: a sync engine driven from one dedicated thread (one hop per batch)
+        self._sync_engine: Engine | None = None
+        self._thread: ThreadPoolExecutor | None = None
+        self._thread_conn: Connection | None = None
+        # reads (and on PostgreSQL, writes too): an async engine
+        self._async_engine: AsyncEngine | None = None
         self._alive = False
-
-    @property
-    def dialect_name(self) -> str:
-        return self.url.split("+", 1)[0].split(":", 1)[0]
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
     async def start(self, *, create_tables: bool = True) -> None:
-        self._write_engine = self._engine(pool_size=1)
-        self._read_engine = self._write_engine if self._memory else self._engine(pool_size=4)
-        if create_tables:
-            async with self._write_engine.begin() as conn:
-                await conn.run_sync(self.metadata.create_all)
+        if self.is_sqlite:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-db")
+            self._sync_engine = self._sqlite_engine()
+            await self._in_thread(self._open_thread_conn)
+            if not self._memory:
+                self._async_engine = self._sqlite_read_engine()
+            if create_tables:
+                await self._in_thread(lambda: self._thread_tx(self.metadata.create_all))
+        else:
+            self._async_engine = create_async_engine(
+                self.url, pool_size=5, max_overflow=5, pool_pre_ping=True
+            )
+            if create_tables:
+                async with self._async_engine.begin() as conn:
+                    await conn.run_sync(self.metadata.create_all)
         self._writer = asyncio.create_task(self._write_loop(), name=f"{self.name}-writer")
         self._alive = True
 
@@ -176,161 +207,201 @@ class Database:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
-        for engine in {self._write_engine, self._read_engine}:
-            if engine is not None:
-                await engine.dispose()
+        if self._thread is not None:
+            await self._in_thread(self._close_thread_conn)
+            self._thread.shutdown(wait=True)
+        if self._async_engine is not None:
+            await self._async_engine.dispose()
 
     async def ping(self) -> bool:
         if not self._alive or self._writer is None or self._writer.done():
             return False
         try:
-            async with self.read() as conn:
-                await conn.execute(text("SELECT 1"))
+            await self.query(lambda conn: conn.execute(text("SELECT 1")).scalar_one())
         except Exception:
             return False
         return True
 
-    def _engine(self, *, pool_size: int) -> AsyncEngine:
-        if not self.url.startswith("sqlite"):
-            return create_async_engine(self.url, pool_size=pool_size, max_overflow=2, pool_pre_ping=True)
-        if not self._memory:
-            path = self.url.split("///", 1)[1]
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        kwargs: dict[str, Any] = {"poolclass": StaticPool} if self._memory else {"pool_size": pool_size}
-        engine = create_async_engine(self.url, connect_args={"timeout": 30}, **kwargs)
+    def _sqlite_path(self) -> str:
+        path = self.url.split("///", 1)[1]
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return path
 
-        @event.listens_for(engine.sync_engine, "connect")
+    def _sqlite_engine(self) -> Engine:
+        if self._memory:
+            engine = create_engine(
+                "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
+            )
+        else:
+            engine = create_engine(f"sqlite:///{self._sqlite_path()}", connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            # take transactions out of the driver's hands so SAVEPOINTs work (SQLAlchemy's pysqlite recipe)
+            # the driver must not manage transactions, so that SAVEPOINTs work (SQLAlchemy's recipe)
             dbapi_conn.isolation_level = None
-            cur = dbapi_conn.cursor()
             if not self._memory:
                 # WAL + NORMAL: a committed transaction survives kill -9 (not a power cut: see README)
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.close()
+                dbapi_conn.execute("PRAGMA journal_mode=WAL")
+                dbapi_conn.execute("PRAGMA synchronous=NORMAL")
+            dbapi_conn.execute("PRAGMA busy_timeout=30000")
 
-        @event.listens_for(engine.sync_engine, "begin")
-        def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.engine is self._write_engine_sync else "BEGIN")
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
 
-    @property
-    def _write_engine_sync(self) -> Any:
-        return self._write_engine.sync_engine if self._write_engine is not None else None
+    def _sqlite_read_engine(self) -> AsyncEngine:
+        engine = create_async_engine(
+            f"sqlite+aiosqlite:///{self._sqlite_path()}", pool_size=4, connect_args={"timeout": 30}
+        )
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+
+    async def _in_thread(self, fn: Callable[[], T]) -> T:
+        assert self._thread is not None
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
+
+    def _open_thread_conn(self) -> None:
+        assert self._sync_engine is not None
+        self._thread_conn = self._sync_engine.connect()
+
+    def _close_thread_conn(self) -> None:
+        if self._thread_conn is not None:
+            self._thread_conn.close()
+            self._thread_conn = None
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
+
+    def _thread_tx(self, fn: Callable[[Connection], T]) -> T:
+        assert self._thread_conn is not None
+        with self._thread_conn.begin():
+            return fn(self._thread_conn)
 
     # -- writing -----------------------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def unit_of_work(self, cause: Envelope | None = None) -> AsyncIterator[UnitOfWork]:
-        """Commit on clean exit, roll back on an exception (which propagates).
+    async def transact(
+        self,
+        fn: Callable[Concatenate[UnitOfWork, P], T],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run ``fn(uow, *args)`` as one unit of work and return its result once it has COMMITTED.
 
-        Returns from the ``async with`` only after the COMMIT is durable; the outbox rows of the events
-        emitted are in that same transaction. The body must touch only this database: it runs while the
-        writer waits for it, so awaiting another unit of work of the same database inside would deadlock.
-        """
+        ``fn`` is synchronous and touches only this database through ``uow.conn``; the events it emits
+        go to the outbox in the same transaction. An exception it raises rolls back everything it did
+        and is raised here. A caller cancelled while waiting may still have its unit committed."""
+        return await self._submit(lambda uow: fn(uow, *args, **kwargs), None)
+
+    async def consume(self, fn: Callable[[UnitOfWork], T], cause: Envelope) -> T:
+        """As :meth:`transact`, for handling ``cause``: emitted events carry its correlation id."""
+        return await self._submit(fn, cause)
+
+    async def _submit(self, fn: Callable[[UnitOfWork], T], cause: Envelope | None) -> T:
         if not self._alive:
             raise RuntimeError(f"database {self.name} is not running")
-        req = _Request(asyncio.get_running_loop())
-        self._queue.put_nowait(req)
-        try:
-            conn = await req.granted
-        except asyncio.CancelledError:
-            if req.granted.done() and not req.granted.cancelled():
-                req.done.set_result(False)
-            else:
-                req.granted.cancel()
-            raise
-        uow = req.uow = UnitOfWork(self, conn, cause)
-        try:
-            yield uow
-            if uow.events:
-                await self._write_outbox(conn, uow.events)
-        except BaseException:
-            req.done.set_result(False)
-            raise
-        req.done.set_result(True)
-        # shielded: a caller that goes away now still gets its commit, and the writer (not the caller)
-        # runs the after-commit work, so a cancelled request cannot lose its relay hand-off
-        await asyncio.shield(req.committed)
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Job(fn, cause, correlation_id.get(), future))
+        return await future
 
-    async def _write_outbox(self, conn: AsyncConnection, events: Iterable[Envelope]) -> None:
-        if self.outbox is None:
+    async def _write_loop(self) -> None:
+        while True:
+            jobs = [await self._queue.get()]
+            while len(jobs) < self.batch_max and not self._queue.empty():
+                jobs.append(self._queue.get_nowait())
+            jobs = [j for j in jobs if not j.future.cancelled()]
+            if not jobs:
+                continue
+            try:
+                if self._thread is not None:
+                    await self._in_thread(partial(self._thread_tx, partial(self._run_batch, jobs=jobs)))
+                else:
+                    assert self._async_engine is not None
+                    async with self._async_engine.connect() as aconn:
+                        await aconn.run_sync(self._run_batch_in_tx, jobs)
+            except asyncio.CancelledError:
+                self._fail(jobs, RuntimeError(f"database {self.name} stopped"))
+                raise
+            except Exception as exc:
+                log.exception("commit of %d units failed in %s", len(jobs), self.name)
+                self._fail(jobs, exc)
+                continue
+            self._committed(jobs)
+
+    def _run_batch_in_tx(self, conn: Connection, jobs: list[_Job]) -> None:
+        with conn.begin():
+            self._run_batch(conn, jobs=jobs)
+
+    def _run_batch(self, conn: Connection, *, jobs: list[_Job]) -> None:
+        """In the database's thread (SQLite) or greenlet (PostgreSQL): every job in its savepoint."""
+        for job in jobs:
+            uow = UnitOfWork(self, conn, job.cause, job.correlation)
+            savepoint = conn.begin_nested()
+            try:
+                job.result = job.fn(uow)
+                if uow.events:
+                    self._write_outbox(conn, uow.events)
+                savepoint.commit()
+                job.uow = uow
+            except Exception as exc:
+                savepoint.rollback()
+                job.error = exc
+
+    def _write_outbox(self, conn: Connection, events: Iterable[Envelope]) -> None:
+        if self._outbox_insert is None:
             raise RuntimeError(f"module {self.name} emitted events but has no outbox")
         now = utcnow()
-        await conn.execute(
-            self.outbox.insert(),
+        conn.execute(
+            self._outbox_insert,
             [
                 {"id": e.id, "type": e.type, "subject": e.subject, "envelope": e.to_json(), "created_at": now}
                 for e in events
             ],
         )
 
-    async def _write_loop(self) -> None:
-        assert self._write_engine is not None
-        while True:
-            try:
-                async with self._write_engine.connect() as conn:
-                    while True:
-                        first = await self._queue.get()
-                        await self._run_batch(conn, first)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("writer of %s lost its connection; reconnecting", self.name)
-                await asyncio.sleep(0.5)
+    def _fail(self, jobs: list[_Job], exc: Exception) -> None:
+        for job in jobs:
+            if not job.future.done():
+                job.future.set_exception(job.error or exc)
 
-    async def _run_batch(self, conn: AsyncConnection, first: _Request) -> None:
-        batch: list[_Request] = []
-        req: _Request | None = first
-        trans = await conn.begin()
-        try:
-            while req is not None:
-                if not req.granted.cancelled():
-                    savepoint = await conn.begin_nested()
-                    req.granted.set_result(conn)
-                    if await req.done:
-                        await savepoint.commit()
-                        batch.append(req)
-                    else:
-                        await savepoint.rollback()
-                req = (
-                    None if len(batch) >= self.batch_max or self._queue.empty() else self._queue.get_nowait()
-                )
-            await trans.commit()
-        except BaseException as exc:
-            with contextlib.suppress(Exception):
-                await trans.rollback()
-            failure = exc if isinstance(exc, Exception) else RuntimeError(f"writer of {self.name} stopped")
-            for r in [*batch, *([req] if req is not None else [])]:
-                if not r.committed.done() and not (r.done.done() and r.done.result() is False):
-                    r.committed.set_exception(failure)
-            raise
+    def _committed(self, jobs: list[_Job]) -> None:
         events: list[Envelope] = []
-        for r in batch:
-            assert r.uow is not None
-            r.committed.set_result(None)
-            for callback in r.uow._after_commit:
+        for job in jobs:
+            if job.error is not None:
+                if not job.future.done():
+                    job.future.set_exception(job.error)
+                continue
+            assert job.uow is not None
+            if not job.future.done():
+                job.future.set_result(job.result)
+            for callback in job.uow._after_commit:
                 try:
                     callback()
                 except Exception:
                     log.exception("after-commit callback failed in %s", self.name)
-            events.extend(r.uow.events)
+            events.extend(job.uow.events)
         if events and self.on_commit is not None:
             self.on_commit(events)
 
     # -- reading -----------------------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A connection that sees committed data. In-memory SQLite has one connection: reads queue
-        behind the writer there, as a unit of work that changes nothing."""
-        if self._memory:
-            async with self.unit_of_work() as uow:
-                yield uow.conn
-            return
-        assert self._read_engine is not None
-        async with self._read_engine.connect() as conn:
-            yield conn
+    async def query(
+        self, fn: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run ``fn(conn, *args)`` against committed data and return its result. ``fn`` must only read."""
+
+        def run(conn: Connection) -> T:
+            return fn(conn, *args, **kwargs)
+
+        if self._async_engine is None:
+            # in-memory SQLite is one connection: reads take their turn in its thread
+            return await self._in_thread(partial(self._thread_tx, run))
+        async with self._async_engine.connect() as conn:
+            return await conn.run_sync(run)

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table, Text, select
+from sqlalchemy import (
+    Column,
+    Connection,
+    Integer,
+    LargeBinary,
+    MetaData,
+    RowMapping,
+    String,
+    Table,
+    Text,
+    select,
+)
 
 from app.bus import Envelope, new_id, utcnow
 from app.db import Database, UtcDateTime
@@ -33,6 +44,10 @@ class Store:
     table: Table
 
 
+def _all_letters(conn: Connection, table: Table) -> Sequence[RowMapping]:
+    return conn.execute(select(table).order_by(table.c.created_at)).mappings().all()
+
+
 class DeadLetterStore:
     """The bus's dead-letter sink for every group: a group is a module, so its letters go to that
     module's own database and survive restarts."""
@@ -44,8 +59,8 @@ class DeadLetterStore:
         store = self.stores.get(group)
         if store is None:
             return
-        async with store.db.unit_of_work() as uow:
-            await uow.conn.execute(
+        await store.db.transact(
+            lambda uow: uow.conn.execute(
                 store.table.insert().values(
                     id=new_id(),
                     group=group,
@@ -57,24 +72,24 @@ class DeadLetterStore:
                     created_at=utcnow(),
                 )
             )
+        )
 
     async def list(self) -> list[dict[str, object]]:
         out: list[dict[str, object]] = []
         for group, store in self.stores.items():
             t = store.table
-            async with store.db.read() as conn:
-                rows = await conn.execute(select(t).order_by(t.c.created_at))
-                for r in rows.mappings():
-                    out.append(
-                        {
-                            "id": r["id"],
-                            "group": group,
-                            "eventId": r["event_id"],
-                            "type": r["type"],
-                            "error": r["error"],
-                            "attempts": r["attempts"],
-                            "createdAt": r["created_at"],
-                            "redrivenAt": r["redriven_at"],
-                        }
-                    )
+            rows = await store.db.query(_all_letters, t)
+            for r in rows:
+                out.append(
+                    {
+                        "id": r["id"],
+                        "group": group,
+                        "eventId": r["event_id"],
+                        "type": r["type"],
+                        "error": r["error"],
+                        "attempts": r["attempts"],
+                        "createdAt": r["created_at"],
+                        "redrivenAt": r["redriven_at"],
+                    }
+                )
         return out

@@ -56,22 +56,27 @@ class Earlier:
     response: Any
 
 
-async def claim(
-    uow: UnitOfWork, table: Table, scope: str, key: str, fp: str, resource_id: str
-) -> Earlier | None:
+def claim(uow: UnitOfWork, table: Table, scope: str, key: str, fp: str, resource_id: str) -> Earlier | None:
     """Record ``key`` in this unit of work. None: first use, go on. Else the earlier use to replay.
 
     The key row commits or rolls back with the effect it guards, so no effect happens without its
-    key and a concurrent retry waits for the first (single writer) and then finds it."""
-    inserted = await uow.conn.execute(
-        uow.insert_ignore(table).values(
-            scope=scope, key=key, fingerprint=fp, resource_id=resource_id, created_at=utcnow()
-        )
+    key, and a concurrent retry runs after the first (single writer) and finds it."""
+    inserted = uow.conn.execute(
+        uow.insert_ignore(table),
+        {
+            "scope": scope,
+            "key": key,
+            "fingerprint": fp,
+            "resource_id": resource_id,
+            "status": None,
+            "response": None,
+            "created_at": utcnow(),
+        },
     )
     if inserted.rowcount:
         return None
     row = (
-        await uow.conn.execute(
+        uow.conn.execute(
             select(table.c.fingerprint, table.c.resource_id, table.c.status, table.c.response).where(
                 table.c.scope == scope, table.c.key == key
             )
@@ -82,8 +87,8 @@ async def claim(
     return Earlier(row.resource_id, row.status, orjson.loads(row.response) if row.response else None)
 
 
-async def remember(uow: UnitOfWork, table: Table, scope: str, key: str, status: int, response: Any) -> None:
-    await uow.conn.execute(
+def remember(uow: UnitOfWork, table: Table, scope: str, key: str, status: int, response: Any) -> None:
+    uow.conn.execute(
         update(table)
         .where(table.c.scope == scope, table.c.key == key)
         .values(status=status, response=orjson.dumps(response))
@@ -91,6 +96,7 @@ async def remember(uow: UnitOfWork, table: Table, scope: str, key: str, status: 
 
 
 async def prune(db: Database, table: Table, older_than: timedelta) -> int:
-    async with db.unit_of_work() as uow:
-        done = await uow.conn.execute(delete(table).where(table.c.created_at < utcnow() - older_than))
-    return int(done.rowcount)
+    cutoff = utcnow() - older_than
+    return await db.transact(
+        lambda uow: int(uow.conn.execute(delete(table).where(table.c.created_at < cutoff)).rowcount)
+    )

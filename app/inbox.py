@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table
 
 from app.bus import Envelope, Handler, utcnow
 from app.db import Database, UnitOfWork, UtcDateTime
 
-ModuleHandler = Callable[[UnitOfWork, Envelope], Awaitable[None]]
+ModuleHandler = Callable[[UnitOfWork, Envelope], None]
 
 
 def inbox_table(metadata: MetaData, module: str) -> Table:
@@ -29,16 +29,19 @@ def consume(db: Database, inbox: Table, group: str, handler: ModuleHandler) -> H
     apply the handler, so a redelivered event finds its id taken and has no second effect. A handler
     that raises rolls back both, and the bus redelivers."""
 
-    async def on_event(event: Envelope) -> None:
-        async with db.unit_of_work(cause=event) as uow:
-            first = await uow.conn.execute(
-                uow.insert_ignore(inbox).values(
-                    group=group, event_id=event.id, type=event.type, received_at=utcnow()
-                )
+    def apply(uow: UnitOfWork) -> None:
+        event = uow.cause
+        assert event is not None
+        first = uow.conn.execute(
+            uow.insert_ignore(inbox).values(
+                group=group, event_id=event.id, type=event.type, received_at=utcnow()
             )
-            if first.rowcount == 0:
-                return
-            await handler(uow, event)
+        )
+        if first.rowcount:
+            handler(uow, event)
+
+    async def on_event(event: Envelope) -> None:
+        await db.consume(apply, event)
 
     on_event.__qualname__ = f"consume[{group}]({getattr(handler, '__name__', handler)})"
     return on_event

@@ -6,12 +6,13 @@ modules, so like ``app/main.py`` it may import them; it never writes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Executable, func, select
 
 from app.billing.models import accounts, operations, payments
 from app.billing.models import messaging as billing_messaging
@@ -90,7 +91,7 @@ async def check(
 
 
 async def _money(db: Database) -> list[Invariant]:
-    async with db.read() as conn:
+    async with _reading(db) as conn:
         total, negative, count = (
             await conn.execute(
                 select(
@@ -139,12 +140,12 @@ async def _money(db: Database) -> list[Invariant]:
 
 
 async def _charges_match_orders(billing: Database, orders_db: Database) -> Invariant:
-    async with billing.read() as conn:
+    async with _reading(billing) as conn:
         charges = {
             r.order_id: (r.amount, r.status)
             for r in await conn.execute(select(payments.c.order_id, payments.c.amount, payments.c.status))
         }
-    async with orders_db.read() as conn:
+    async with _reading(orders_db) as conn:
         placed = {
             r.id: (r.price, r.status)
             for r in await conn.execute(select(orders.c.id, orders.c.price, orders.c.status))
@@ -174,7 +175,7 @@ async def _charges_match_orders(billing: Database, orders_db: Database) -> Invar
 
 async def _orders_terminal(db: Database, grace: timedelta) -> Invariant:
     cutoff = utcnow() - grace
-    async with db.read() as conn:
+    async with _reading(db) as conn:
         counts: dict[str, int] = dict(
             (await conn.execute(select(orders.c.status, func.count()).group_by(orders.c.status))).all()
         )
@@ -201,10 +202,10 @@ async def _orders_terminal(db: Database, grace: timedelta) -> Invariant:
 
 
 async def _notices(billing: Database, notes: Database) -> Invariant:
-    async with billing.read() as conn:
+    async with _reading(billing) as conn:
         logins = {r[0] for r in await conn.execute(select(accounts.c.login))}
         decided = {r[0] for r in await conn.execute(select(payments.c.order_id))}
-    async with notes.read() as conn:
+    async with _reading(notes) as conn:
         created: dict[str, int] = dict(
             (
                 await conn.execute(
@@ -244,7 +245,7 @@ async def _notices(billing: Database, notes: Database) -> Invariant:
 async def _messaging(name: str, db: Database, bound: timedelta) -> Invariant:
     tables = MESSAGING[name]
     cutoff = utcnow() - bound
-    async with db.read() as conn:
+    async with _reading(db) as conn:
         unsent, old = (
             await conn.execute(
                 select(func.count(), func.count().filter(tables.outbox.c.created_at < cutoff)).where(
@@ -266,6 +267,22 @@ async def _messaging(name: str, db: Database, bound: timedelta) -> Invariant:
         int(old) == 0 and int(applied) == int(distinct),
         {"unsent": int(unsent), "unsent_too_old": int(old), "inbox": int(applied), "dead_letters": int(dead)},
     )
+
+
+class _Reader:
+    """Statements run through ``Database.query``, their results buffered (each is one small read)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def execute(self, stmt: Executable) -> Any:
+        frozen = await self.db.query(lambda conn: conn.execute(stmt).freeze())
+        return frozen()
+
+
+@contextlib.asynccontextmanager
+async def _reading(db: Database) -> AsyncIterator[_Reader]:
+    yield _Reader(db)
 
 
 def _sample(ids: set[str]) -> str:

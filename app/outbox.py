@@ -70,31 +70,26 @@ class Relay:
 
     async def pending(self) -> tuple[int, float | None]:
         """(rows not yet done, age in seconds of the oldest of them)."""
-        async with self.db.read() as conn:
-            row = (
-                await conn.execute(
-                    select(func.count(), func.min(self.table.c.created_at)).where(
-                        self.table.c.sent_at.is_(None)
-                    )
-                )
+        t = self.table
+        count, oldest = await self.db.query(
+            lambda conn: conn.execute(
+                select(func.count(), func.min(t.c.created_at)).where(t.c.sent_at.is_(None))
             ).one()
-        count, oldest = row
-        if oldest is None:
-            return int(count), None
-        if oldest.tzinfo is None:
-            oldest = oldest.replace(tzinfo=utcnow().tzinfo)
-        return int(count), (utcnow() - oldest).total_seconds()
+        )
+        return int(count), None if oldest is None else (utcnow() - oldest).total_seconds()
 
     def _hand_off(self, events: Sequence[Envelope]) -> None:
         for e in events:
             self._queue.put_nowait(e)
 
     async def _unsent(self) -> list[Envelope]:
-        async with self.db.read() as conn:
-            rows = await conn.execute(
-                select(self.table.c.envelope).where(self.table.c.sent_at.is_(None)).order_by(self.table.c.seq)
-            )
-            return [Envelope.from_json(r[0]) for r in rows]
+        t = self.table
+        rows = await self.db.query(
+            lambda conn: conn.execute(
+                select(t.c.envelope).where(t.c.sent_at.is_(None)).order_by(t.c.seq)
+            ).all()
+        )
+        return [Envelope.from_json(r[0]) for r in rows]
 
     async def _publish_loop(self) -> None:
         while True:
@@ -127,11 +122,11 @@ class Relay:
         ids, self._done = self._done, []
         if not ids:
             return
+        t = self.table
         try:
-            async with self.db.unit_of_work() as uow:
-                await uow.conn.execute(
-                    update(self.table).where(self.table.c.id.in_(ids)).values(sent_at=utcnow())
-                )
+            await self.db.transact(
+                lambda uow: uow.conn.execute(update(t).where(t.c.id.in_(ids)).values(sent_at=utcnow()))
+            )
         except Exception:
             # not fatal: an unmarked row is published again after a restart and absorbed by inboxes
             log.exception("could not mark %d outbox rows of %s", len(ids), self.db.name)

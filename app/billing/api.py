@@ -30,8 +30,7 @@ async def account_operation(
 ) -> OperationResult:
     """Deposit to or withdraw from an account."""
     key = check_key(idempotency_key)
-    async with db.unit_of_work() as uow:
-        return await service.apply_operation(uow, body, key)
+    return await db.transact(service.apply_operation, body, key)
 
 
 @router.get("/account/", response_model=Balance, response_model_by_alias=True)
@@ -40,5 +39,4 @@ async def get_account(db: BillingDb, login: LoginQuery = None) -> Balance:
     """An account's balance."""
     if login is None:
         raise BadRequest("query parameter 'login' is required")
-    async with db.read() as conn:
-        return await service.get_balance(conn, login)
+    return await db.query(service.get_balance, login)

@@ -18,14 +18,14 @@ class PaymentRequested(Consumed):
     amount: PositiveInt  # a non-positive charge would credit the account: refuse it as poison
 
 
-async def on_person_registered(uow: UnitOfWork, event: Envelope) -> None:
+def on_person_registered(uow: UnitOfWork, event: Envelope) -> None:
     person = PersonRegistered.model_validate(event.data)
-    await service.open_account(uow, person.login)
+    service.open_account(uow, person.login)
 
 
-async def on_payment_requested(uow: UnitOfWork, event: Envelope) -> None:
+def on_payment_requested(uow: UnitOfWork, event: Envelope) -> None:
     req = PaymentRequested.model_validate(event.data)
-    await service.pay_order(uow, req.order_id, req.login, req.amount)
+    service.pay_order(uow, req.order_id, req.login, req.amount)
 
 
 SUBSCRIPTIONS: dict[str, ModuleHandler] = {

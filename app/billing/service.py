@@ -1,28 +1,52 @@
 from __future__ import annotations
 
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import BigInteger, Connection, String, bindparam, select, update
 
 from app import idempotency
 from app.billing.events import AccountCreated, NotificationRequested, PaymentFailed, PaymentSucceeded
 from app.billing.models import accounts, messaging, operations, payments
 from app.billing.schemas import Balance, OperationBody, OperationResult
 from app.bus import new_id, utcnow
-from app.db import UnitOfWork
+from app.db import UnitOfWork, UtcDateTime
 from app.money import to_text
 from app.problems import Conflict, NotFound
 
 # a ceiling far above any real balance that keeps every sum inside a signed 64-bit column
 MAX_BALANCE = 10**15
 
+# statements are built once (see app.db.insert_ignore for the measured why)
+_login = bindparam("b_login", type_=String)
+_amount = bindparam("b_amount", type_=BigInteger)
+_now = bindparam("b_now", type_=UtcDateTime)
+# one conditional UPDATE, not read-then-write: concurrent orders must not overdraw
+TAKE = (
+    update(accounts)
+    .where(accounts.c.login == _login, accounts.c.balance >= _amount)
+    .values(balance=accounts.c.balance - _amount, updated_at=_now)
+    .returning(accounts.c.balance)
+)
+# parallel deposits must all count, and no balance may pass the ceiling
+GIVE = (
+    update(accounts)
+    .where(accounts.c.login == _login, accounts.c.balance <= MAX_BALANCE - _amount)
+    .values(balance=accounts.c.balance + _amount, updated_at=_now)
+    .returning(accounts.c.balance)
+)
+BALANCE = select(accounts.c.balance, accounts.c.updated_at).where(accounts.c.login == _login)
+SETTLE = (
+    update(payments)
+    .where(payments.c.order_id == bindparam("b_order_id"))
+    .values(status=bindparam("b_status"), reason=bindparam("b_reason"))
+)
+RECORD_OPERATION = operations.insert()
 
-async def open_account(uow: UnitOfWork, login: str) -> bool:
+
+def open_account(uow: UnitOfWork, login: str) -> bool:
     now = utcnow()
     account_id = new_id()
-    opened = await uow.conn.execute(
-        uow.insert_ignore(accounts).values(
-            id=account_id, login=login, balance=0, created_at=now, updated_at=now
-        )
+    opened = uow.conn.execute(
+        uow.insert_ignore(accounts),
+        {"id": account_id, "login": login, "balance": 0, "created_at": now, "updated_at": now},
     )
     if not opened.rowcount:
         return False
@@ -36,78 +60,73 @@ async def open_account(uow: UnitOfWork, login: str) -> bool:
     return True
 
 
-async def apply_operation(uow: UnitOfWork, body: OperationBody, key: str | None) -> OperationResult:
+def apply_operation(uow: UnitOfWork, body: OperationBody, key: str | None) -> OperationResult:
     operation_id = new_id()
     if key is not None:
         fp = idempotency.fingerprint(body)
-        earlier = await idempotency.claim(
-            uow, messaging.idempotency, "account_operation", key, fp, operation_id
-        )
+        earlier = idempotency.claim(uow, messaging.idempotency, "account_operation", key, fp, operation_id)
         if earlier is not None:
             return OperationResult.model_validate(earlier.response)
     if body.operation == "deposit":
-        balance = await deposit(uow, body.login, body.sum)
+        balance = deposit(uow, body.login, body.sum)
     else:
-        balance = await withdraw(uow, body.login, body.sum)
-    await uow.conn.execute(
-        operations.insert().values(
-            id=operation_id,
-            login=body.login,
-            kind=body.operation,
-            amount=body.sum,
-            balance_after=balance,
-            created_at=utcnow(),
-        )
+        balance = withdraw(uow, body.login, body.sum)
+    uow.conn.execute(
+        RECORD_OPERATION,
+        {
+            "id": operation_id,
+            "login": body.login,
+            "kind": body.operation,
+            "amount": body.sum,
+            "balance_after": balance,
+            "created_at": utcnow(),
+        },
     )
     result = OperationResult(
         login=body.login, operation=body.operation, sum=body.sum, balance=balance, operation_id=operation_id
     )
     if key is not None:
-        await idempotency.remember(
-            uow, messaging.idempotency, "account_operation", key, 200, result.model_dump()
-        )
+        idempotency.remember(uow, messaging.idempotency, "account_operation", key, 200, result.model_dump())
     return result
 
 
-async def deposit(uow: UnitOfWork, login: str, amount: int) -> int:
-    # one conditional UPDATE, not read-then-write: parallel deposits must all count
-    row = (
-        await uow.conn.execute(
-            update(accounts)
-            .where(accounts.c.login == login, accounts.c.balance <= MAX_BALANCE - amount)
-            .values(balance=accounts.c.balance + amount, updated_at=utcnow())
-            .returning(accounts.c.balance)
-        )
-    ).first()
+def deposit(uow: UnitOfWork, login: str, amount: int) -> int:
+    row = uow.conn.execute(GIVE, {"b_login": login, "b_amount": amount, "b_now": utcnow()}).first()
     if row is not None:
         return int(row[0])
-    if await _balance(uow.conn, login) is None:
+    if _balance(uow.conn, login) is None:
         raise AccountNotFound(login)
     raise BalanceLimit(f"a balance may not exceed {to_text(MAX_BALANCE)}")
 
 
-async def withdraw(uow: UnitOfWork, login: str, amount: int) -> int:
-    row = await _take(uow, login, amount)
-    if row is not None:
-        return row
-    if await _balance(uow.conn, login) is None:
+def withdraw(uow: UnitOfWork, login: str, amount: int) -> int:
+    balance = _take(uow, login, amount)
+    if balance is not None:
+        return balance
+    if _balance(uow.conn, login) is None:
         raise AccountNotFound(login)
     raise InsufficientFunds(f"balance of {login!r} is below {to_text(amount)}")
 
 
-async def pay_order(uow: UnitOfWork, order_id: str, login: str, amount: int) -> None:
+def pay_order(uow: UnitOfWork, order_id: str, login: str, amount: int) -> None:
     """Charge an order once: the payment row keyed by order id turns a second request into a no-op."""
-    claimed = await uow.conn.execute(
-        uow.insert_ignore(payments).values(
-            order_id=order_id, login=login, amount=amount, status="pending", created_at=utcnow()
-        )
+    claimed = uow.conn.execute(
+        uow.insert_ignore(payments),
+        {
+            "order_id": order_id,
+            "login": login,
+            "amount": amount,
+            "status": "pending",
+            "reason": None,
+            "created_at": utcnow(),
+        },
     )
     if not claimed.rowcount:
         return
     short = order_id[:8]
-    balance = await _take(uow, login, amount)
+    balance = _take(uow, login, amount)
     if balance is not None:
-        await _settle(uow, order_id, "paid", None)
+        uow.conn.execute(SETTLE, {"b_order_id": order_id, "b_status": "paid", "b_reason": None})
         uow.emit(
             PaymentSucceeded(order_id=order_id, login=login, amount=amount, balance=balance), subject=login
         )
@@ -117,7 +136,7 @@ async def pay_order(uow: UnitOfWork, order_id: str, login: str, amount: int) -> 
             subject=login,
         )
         return
-    current = await _balance(uow.conn, login)
+    current = _balance(uow.conn, login)
     if current is None:
         reason, text = "account_not_found", f"Order {short}… rejected: no account for {login}"
     else:
@@ -126,7 +145,7 @@ async def pay_order(uow: UnitOfWork, order_id: str, login: str, amount: int) -> 
             f"Order {short}… rejected: insufficient funds, price {to_text(amount)}, "
             f"balance {to_text(current)}"
         )
-    await _settle(uow, order_id, "rejected", reason)
+    uow.conn.execute(SETTLE, {"b_order_id": order_id, "b_status": "rejected", "b_reason": reason})
     uow.emit(
         PaymentFailed(order_id=order_id, login=login, amount=amount, reason=reason, balance=current),
         subject=login,
@@ -136,37 +155,21 @@ async def pay_order(uow: UnitOfWork, order_id: str, login: str, amount: int) -> 
     )
 
 
-async def get_balance(conn: AsyncConnection, login: str) -> Balance:
-    row = (
-        await conn.execute(select(accounts.c.balance, accounts.c.updated_at).where(accounts.c.login == login))
-    ).first()
+def get_balance(conn: Connection, login: str) -> Balance:
+    row = conn.execute(BALANCE, {"b_login": login}).first()
     if row is None:
         raise AccountNotFound(login)
     return Balance(login=login, balance=row.balance, updated_at=row.updated_at)
 
 
-async def _take(uow: UnitOfWork, login: str, amount: int) -> int | None:
-    # one UPDATE, not read-then-write: concurrent orders must not overdraw
-    row = (
-        await uow.conn.execute(
-            update(accounts)
-            .where(accounts.c.login == login, accounts.c.balance >= amount)
-            .values(balance=accounts.c.balance - amount, updated_at=utcnow())
-            .returning(accounts.c.balance)
-        )
-    ).first()
+def _take(uow: UnitOfWork, login: str, amount: int) -> int | None:
+    row = uow.conn.execute(TAKE, {"b_login": login, "b_amount": amount, "b_now": utcnow()}).first()
     return None if row is None else int(row[0])
 
 
-async def _balance(conn: AsyncConnection, login: str) -> int | None:
-    row = (await conn.execute(select(accounts.c.balance).where(accounts.c.login == login))).first()
+def _balance(conn: Connection, login: str) -> int | None:
+    row = conn.execute(BALANCE, {"b_login": login}).first()
     return None if row is None else int(row[0])
-
-
-async def _settle(uow: UnitOfWork, order_id: str, status: str, reason: str | None) -> None:
-    await uow.conn.execute(
-        update(payments).where(payments.c.order_id == order_id).values(status=status, reason=reason)
-    )
 
 
 class AccountNotFound(NotFound):

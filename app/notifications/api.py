@@ -31,5 +31,4 @@ async def get_notices(
     """A login's messages, oldest first (an unknown login has none)."""
     if login is None:
         raise BadRequest("query parameter 'login' is required")
-    async with db.read() as conn:
-        return Notices(login=login, messages=await service.list_notices(conn, login, limit))
+    return Notices(login=login, messages=await db.query(service.list_notices, login, limit))

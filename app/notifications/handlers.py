@@ -13,9 +13,9 @@ class NotificationRequested(Consumed):
     order_id: str | None = None
 
 
-async def on_notification_requested(uow: UnitOfWork, event: Envelope) -> None:
+def on_notification_requested(uow: UnitOfWork, event: Envelope) -> None:
     note = NotificationRequested.model_validate(event.data)
-    await service.store_notice(
+    service.store_notice(
         uow, login=note.login, kind=note.kind, text=note.text, order_id=note.order_id, event_id=event.id
     )
 

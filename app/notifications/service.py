@@ -1,7 +1,6 @@
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, select
 
 from app.bus import new_id, utcnow
 from app.db import UnitOfWork
@@ -9,24 +8,25 @@ from app.notifications.models import notices
 from app.notifications.schemas import Message
 
 
-async def store_notice(
+def store_notice(
     uow: UnitOfWork, *, login: str, kind: str, text: str, order_id: str | None, event_id: str
 ) -> None:
-    await uow.conn.execute(
-        uow.insert_ignore(notices).values(
-            id=new_id(),
-            login=login,
-            type=kind,
-            text=text,
-            order_id=order_id,
-            event_id=event_id,
-            created_at=utcnow(),
-        )
+    uow.conn.execute(
+        uow.insert_ignore(notices),
+        {
+            "id": new_id(),
+            "login": login,
+            "type": kind,
+            "text": text,
+            "order_id": order_id,
+            "event_id": event_id,
+            "created_at": utcnow(),
+        },
     )
 
 
-async def list_notices(conn: AsyncConnection, login: str, limit: int) -> list[Message]:
-    rows = await conn.execute(
+def list_notices(conn: Connection, login: str, limit: int) -> list[Message]:
+    rows = conn.execute(
         select(notices.c.id, notices.c.type, notices.c.text, notices.c.order_id, notices.c.created_at)
         .where(notices.c.login == login)
         .order_by(notices.c.seq)

@@ -48,22 +48,19 @@ async def create_order(
     order_id = new_id()
     settled = db.signals.expect(order_id)
     try:
-        async with db.unit_of_work() as uow:
-            stored_id = await service.create_order(uow, body, order_id, key)
+        stored_id = await db.transact(service.create_order, body, order_id, key)
         if stored_id != order_id:  # a replay: answer for the first order
             db.signals.discard(order_id, settled)
             order_id, settled = stored_id, db.signals.expect(stored_id)
-            async with db.read() as conn:
-                order = await service.get_order(conn, order_id)
+            order = await db.query(service.get_order, order_id)
             if order.status != "pending":
                 return _reply(order)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(settled, settings.order_reply_timeout)
+            return _reply(await asyncio.wait_for(settled, settings.order_reply_timeout))
     finally:
         db.signals.discard(order_id, settled)
-    # the order row is the truth, whether the signal came or the wait timed out
-    async with db.read() as conn:
-        return _reply(await service.get_order(conn, order_id))
+    # no outcome in time: the order row is the truth (it may have settled a moment ago)
+    return _reply(await db.query(service.get_order, order_id))
 
 
 def _reply(order: OrderOut) -> Response:
@@ -76,8 +73,7 @@ def _reply(order: OrderOut) -> Response:
 @router.get("/order/orders/{order_id}", response_model=OrderOut, response_model_by_alias=True)
 async def get_order(order_id: Annotated[str, Path(max_length=64)], db: OrdersDb) -> OrderOut:
     """One order."""
-    async with db.read() as conn:
-        return await service.get_order(conn, order_id)
+    return await db.query(service.get_order, order_id)
 
 
 @router.get("/order/orders", response_model=OrderList, response_model_by_alias=True)
@@ -89,5 +85,4 @@ async def list_orders(
     """A login's orders, newest first."""
     if login is None:
         raise BadRequest("query parameter 'login' is required")
-    async with db.read() as conn:
-        return OrderList(orders=await service.list_orders(conn, login, limit))
+    return OrderList(orders=await db.query(service.list_orders, login, limit))

@@ -17,14 +17,14 @@ class PaymentFailed(Consumed):
     reason: Literal["insufficient_funds", "account_not_found"]
 
 
-async def on_payment_succeeded(uow: UnitOfWork, event: Envelope) -> None:
+def on_payment_succeeded(uow: UnitOfWork, event: Envelope) -> None:
     paid = PaymentSucceeded.model_validate(event.data)
-    await service.settle(uow, paid.order_id, "paid", None)
+    service.settle(uow, paid.order_id, "paid", None)
 
 
-async def on_payment_failed(uow: UnitOfWork, event: Envelope) -> None:
+def on_payment_failed(uow: UnitOfWork, event: Envelope) -> None:
     failed = PaymentFailed.model_validate(event.data)
-    await service.settle(uow, failed.order_id, "rejected", failed.reason)
+    service.settle(uow, failed.order_id, "rejected", failed.reason)
 
 
 SUBSCRIPTIONS: dict[str, ModuleHandler] = {

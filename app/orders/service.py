@@ -1,17 +1,30 @@
 from __future__ import annotations
 
 import orjson
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, bindparam, select, update
 
 from app import idempotency
 from app.bus import utcnow
-from app.db import UnitOfWork
+from app.db import UnitOfWork, UtcDateTime
 from app.money import MAX_MINOR, to_text
 from app.orders.events import PaymentRequested
 from app.orders.models import messaging, orders
 from app.orders.schemas import CreateOrder, OrderOut
 from app.problems import BadRequest, NotFound
+
+# statements are built once (see app.db.insert_ignore for the measured why)
+PLACE = orders.insert()
+SETTLE = (
+    update(orders)
+    .where(orders.c.id == bindparam("b_id"), orders.c.status == "pending")
+    .values(
+        status=bindparam("b_status"),
+        reason=bindparam("b_reason"),
+        settled_at=bindparam("b_now", type_=UtcDateTime),
+    )
+    .returning(*orders.c)
+)
+GET = select(orders).where(orders.c.id == bindparam("b_id"))
 
 
 def order_total(body: CreateOrder) -> int:
@@ -30,12 +43,12 @@ def order_total(body: CreateOrder) -> int:
     return total
 
 
-async def create_order(uow: UnitOfWork, body: CreateOrder, order_id: str, key: str | None) -> str:
+def create_order(uow: UnitOfWork, body: CreateOrder, order_id: str, key: str | None) -> str:
     """Store a pending order and ask billing to pay it; returns the order id (an earlier one on replay)."""
     total = order_total(body)
     if key is not None:
         fp = idempotency.fingerprint(body)
-        earlier = await idempotency.claim(uow, messaging.idempotency, "create_order", key, fp, order_id)
+        earlier = idempotency.claim(uow, messaging.idempotency, "create_order", key, fp, order_id)
         if earlier is not None:
             return earlier.resource_id
     items = (
@@ -43,42 +56,46 @@ async def create_order(uow: UnitOfWork, body: CreateOrder, order_id: str, key: s
         if body.items
         else None
     )
-    await uow.conn.execute(
-        orders.insert().values(
-            id=order_id,
-            login=body.login,
-            price=total,
-            status="pending",
-            description=body.description,
-            items=items.decode() if items else None,
-            created_at=utcnow(),
-        )
+    uow.conn.execute(
+        PLACE,
+        {
+            "id": order_id,
+            "login": body.login,
+            "price": total,
+            "status": "pending",
+            "reason": None,
+            "description": body.description,
+            "items": items.decode() if items else None,
+            "created_at": utcnow(),
+            "settled_at": None,
+        },
     )
     uow.emit(PaymentRequested(order_id=order_id, login=body.login, amount=total), subject=body.login)
     return order_id
 
 
-async def settle(uow: UnitOfWork, order_id: str, status: str, reason: str | None) -> bool:
+def settle(uow: UnitOfWork, order_id: str, status: str, reason: str | None) -> OrderOut | None:
     # only a pending order moves: a repeated or late outcome cannot flip a settled one
-    done = await uow.conn.execute(
-        update(orders)
-        .where(orders.c.id == order_id, orders.c.status == "pending")
-        .values(status=status, reason=reason, settled_at=utcnow())
-    )
-    if done.rowcount:
-        uow.after_commit(lambda: uow.db.signals.fire(order_id))
-    return bool(done.rowcount)
+    row = uow.conn.execute(
+        SETTLE, {"b_id": order_id, "b_status": status, "b_reason": reason, "b_now": utcnow()}
+    ).first()
+    if row is None:
+        return None
+    order = OrderOut.from_row(row)
+    # the waiting createOrder request gets the settled order with no second read
+    uow.after_commit(lambda: uow.db.signals.fire(order_id, order))
+    return order
 
 
-async def get_order(conn: AsyncConnection, order_id: str) -> OrderOut:
-    row = (await conn.execute(select(orders).where(orders.c.id == order_id))).first()
+def get_order(conn: Connection, order_id: str) -> OrderOut:
+    row = conn.execute(GET, {"b_id": order_id}).first()
     if row is None:
         raise OrderNotFound(f"no order {order_id!r}")
     return OrderOut.from_row(row)
 
 
-async def list_orders(conn: AsyncConnection, login: str, limit: int) -> list[OrderOut]:
-    rows = await conn.execute(
+def list_orders(conn: Connection, login: str, limit: int) -> list[OrderOut]:
+    rows = conn.execute(
         select(orders)
         .where(orders.c.login == login)
         .order_by(orders.c.created_at.desc(), orders.c.id.desc())

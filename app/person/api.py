@@ -23,13 +23,10 @@ PersonDb = Annotated[Database, Depends(_db)]
 @router.post("/person/register", response_model=Profile, response_model_by_alias=True)
 async def register(body: Register, db: PersonDb) -> Profile:
     """Register a person; Billing opens their account when it hears of it."""
-    async with db.unit_of_work() as uow:
-        person = await service.register(uow, body)
-    return Profile.model_validate(person)
+    return Profile.model_validate(await db.transact(service.register, body))
 
 
 @router.get("/person/persons/{login}", response_model=Profile, response_model_by_alias=True)
 async def get_person(login: Annotated[str, Path(pattern=LOGIN_PATTERN)], db: PersonDb) -> Profile:
     """A person's profile."""
-    async with db.read() as conn:
-        return Profile.model_validate(await service.get_person(conn, login))
+    return Profile.model_validate(await db.query(service.get_person, login))

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, select
 
 from app.bus import new_id, utcnow
 from app.db import UnitOfWork
@@ -13,10 +12,10 @@ from app.problems import Conflict, NotFound
 persons = Person.__table__  # type: ignore[attr-defined]
 
 
-async def register(uow: UnitOfWork, body: Register) -> Person:
+def register(uow: UnitOfWork, body: Register) -> Person:
     person = Person(id=new_id(), created_at=utcnow(), **body.model_dump())
     # the unique login decides; no read-then-insert race between two registrations
-    inserted = await uow.conn.execute(uow.insert_ignore(persons).values(**person.model_dump()))
+    inserted = uow.conn.execute(uow.insert_ignore(persons), person.model_dump())
     if not inserted.rowcount:
         raise LoginTaken(f"login {body.login!r} is already registered")
     uow.emit(
@@ -32,8 +31,8 @@ async def register(uow: UnitOfWork, body: Register) -> Person:
     return person
 
 
-async def get_person(conn: AsyncConnection, login: str) -> Person:
-    row = (await conn.execute(select(persons).where(persons.c.login == login))).mappings().first()
+def get_person(conn: Connection, login: str) -> Person:
+    row = conn.execute(select(persons).where(persons.c.login == login)).mappings().first()
     if row is None:
         raise PersonNotFound(f"no person with login {login!r}")
     return Person.model_validate(dict(row))

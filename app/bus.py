@@ -164,7 +164,7 @@ class MemoryBus:
         *,
         max_attempts: int = 5,
         backoff: Backoff | None = None,
-        partitions: int = 8,
+        partitions: int = 64,
         dead_letters: DeadLetterSink | None = None,
     ) -> None:
         self.max_attempts = max_attempts

@@ -162,9 +162,11 @@ class Database:
         *,
         outbox: Table | None = None,
         batch_max: int = 512,
+        inline: bool = True,
     ) -> None:
         self.name, self.url, self.metadata, self.outbox = name, url, metadata, outbox
         self.batch_max = batch_max
+        self.inline = inline
         self.on_commit: Callable[[Sequence[Envelope]], None] | None = None
         self.signals = Signals()
         self._outbox_insert = outbox.insert() if outbox is not None else None
@@ -185,8 +187,12 @@ class Database:
     async def start(self, *, create_tables: bool = True) -> None:
         if self.is_sqlite:
             self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-db")
-            self._sync_engine = self._sqlite_engine()
-            await self._in_thread(self._open_thread_conn)
+            if self.inline:
+                self._sync_engine = self._sqlite_engine()
+                self._open_thread_conn()
+            else:
+                self._sync_engine = self._sqlite_engine()
+                await self._in_thread(self._open_thread_conn)
             if not self._memory:
                 self._async_engine = self._sqlite_read_engine()
             if create_tables:
@@ -320,7 +326,10 @@ class Database:
             if not jobs:
                 continue
             try:
-                if self._thread is not None:
+                if self._thread is not None and self.inline:
+                    self._thread_tx(partial(self._run_batch, jobs=jobs))
+                    await asyncio.sleep(0)  # let the loop run between batches
+                elif self._thread is not None:
                     await self._in_thread(partial(self._thread_tx, partial(self._run_batch, jobs=jobs)))
                 else:
                     assert self._async_engine is not None
@@ -341,17 +350,19 @@ class Database:
 
     def _run_batch(self, conn: Connection, *, jobs: list[_Job]) -> None:
         """In the database's thread (SQLite) or greenlet (PostgreSQL): every job in its savepoint."""
+        # plain SQL savepoints: SQLAlchemy's begin_nested() cost ~16% of the server's CPU under load
         for job in jobs:
             uow = UnitOfWork(self, conn, job.cause, job.correlation)
-            savepoint = conn.begin_nested()
+            conn.exec_driver_sql("SAVEPOINT uow")
             try:
                 job.result = job.fn(uow)
                 if uow.events:
                     self._write_outbox(conn, uow.events)
-                savepoint.commit()
+                conn.exec_driver_sql("RELEASE SAVEPOINT uow")
                 job.uow = uow
             except Exception as exc:
-                savepoint.rollback()
+                conn.exec_driver_sql("ROLLBACK TO SAVEPOINT uow")
+                conn.exec_driver_sql("RELEASE SAVEPOINT uow")
                 job.error = exc
 
     def _write_outbox(self, conn: Connection, events: Iterable[Envelope]) -> None:

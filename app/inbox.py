@@ -33,9 +33,8 @@ def consume(db: Database, inbox: Table, group: str, handler: ModuleHandler) -> H
         event = uow.cause
         assert event is not None
         first = uow.conn.execute(
-            uow.insert_ignore(inbox).values(
-                group=group, event_id=event.id, type=event.type, received_at=utcnow()
-            )
+            uow.insert_ignore(inbox),
+            {"group": group, "event_id": event.id, "type": event.type, "received_at": utcnow()},
         )
         if first.rowcount:
             handler(uow, event)

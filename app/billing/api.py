@@ -14,7 +14,7 @@ from app.problems import BadRequest
 router = APIRouter(tags=["billing"])
 
 
-def _db(request: Request) -> Database:
+async def _db(request: Request) -> Database:
     db: Database = request.app.state.dbs["billing"]
     return db
 

@@ -13,7 +13,7 @@ from app.problems import BadRequest
 router = APIRouter(tags=["notifications"])
 
 
-def _db(request: Request) -> Database:
+async def _db(request: Request) -> Database:
     db: Database = request.app.state.dbs["notifications"]
     return db
 

@@ -19,12 +19,12 @@ from app.problems import BadRequest
 router = APIRouter(tags=["orders"])
 
 
-def _db(request: Request) -> Database:
+async def _db(request: Request) -> Database:
     db: Database = request.app.state.dbs["orders"]
     return db
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 

@@ -12,7 +12,7 @@ from app.person.schemas import Profile, Register
 router = APIRouter(tags=["person"])
 
 
-def _db(request: Request) -> Database:
+async def _db(request: Request) -> Database:
     db: Database = request.app.state.dbs["person"]
     return db
 

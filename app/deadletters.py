@@ -16,10 +16,11 @@ from sqlalchemy import (
     Table,
     Text,
     select,
+    update,
 )
 
 from app.bus import Envelope, new_id, utcnow
-from app.db import Database, UtcDateTime
+from app.db import Database, UnitOfWork, UtcDateTime
 
 
 def deadletter_table(metadata: MetaData, module: str) -> Table:
@@ -73,6 +74,26 @@ class DeadLetterStore:
                 )
             )
         )
+
+    async def take(self, letter_id: str) -> tuple[str, Envelope] | None:
+        """Mark a letter redriven and return (group, event) to deliver again; None if unknown or
+        already redriven. The mark commits first: a crash after it loses a redrive, never doubles one."""
+        for group, store in self.stores.items():
+            t = store.table
+
+            def mark(uow: UnitOfWork, t: Table = t) -> bytes | None:
+                row = uow.conn.execute(
+                    update(t)
+                    .where(t.c.id == letter_id, t.c.redriven_at.is_(None))
+                    .values(redriven_at=utcnow())
+                    .returning(t.c.envelope)
+                ).first()
+                return None if row is None else bytes(row[0])
+
+            raw = await store.db.transact(mark)
+            if raw is not None:
+                return group, Envelope.from_json(raw)
+        return None
 
     async def list(self) -> list[dict[str, object]]:
         out: list[dict[str, object]] = []

@@ -9,19 +9,16 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import ModuleType
-from typing import Any
 
-import orjson
 from fastapi import FastAPI
 
-from app import billing, notifications, orders, person, problems
+from app import admin, billing, notifications, orders, person, problems
 from app.bus import Backoff, Bus, MemoryBus
 from app.config import Settings
 from app.db import Database
 from app.deadletters import DeadLetterStore, Store
 from app.idempotency import prune
 from app.inbox import consume
-from app.invariants import check
 from app.middleware import EdgeMiddleware
 from app.outbox import Relay
 
@@ -130,39 +127,6 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
     problems.install(app)
     for name in settings.modules:
         app.include_router(MODULES[name].router)
-    app.include_router(_health_router(system))
+    app.include_router(admin.router(system))
     app.add_middleware(EdgeMiddleware, max_body=settings.max_body_bytes)
     return app
-
-
-def _health_router(system: System) -> Any:
-    from fastapi import APIRouter
-    from starlette.responses import Response
-
-    router = APIRouter(tags=["health"])
-
-    @router.get("/health/live")
-    async def live() -> dict[str, str]:
-        """The process answers."""
-        return {"status": "ok"}
-
-    @router.get("/admin/invariants", tags=["admin"])
-    async def invariants() -> dict[str, Any]:
-        """The invariant checker's report over this process's databases."""
-        report = await check(system.dbs, pending_grace=timedelta(seconds=system.settings.order_reply_timeout))
-        return report.as_dict()
-
-    @router.get("/health/ready", responses={503: {"description": "a database or the bus is down"}})
-    async def ready() -> Response:
-        """Ready when every database and the bus are up."""
-        checks = await system.ready()
-        if all(checks.values()):
-            return Response(
-                orjson.dumps({"status": "ready", "checks": checks}), media_type="application/json"
-            )
-        down = ", ".join(k for k, ok in checks.items() if not ok)
-        return problems.problem_response(
-            503, "not-ready", "Not ready", f"down: {down}", extra={"checks": checks}
-        )
-
-    return router

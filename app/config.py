@@ -27,6 +27,9 @@ class Settings:
     idempotency_ttl_hours: float = 48.0
     max_body_bytes: int = 64 * 1024
     log_level: str = "info"
+    # seeded faults for tests and demos (app/chaos.py); empty = off
+    bus_chaos: str = ""
+    crash_at: str = ""
 
     def database_url_for(self, module: str) -> str:
         if module in self.module_database_urls:
@@ -60,4 +63,6 @@ class Settings:
             idempotency_ttl_hours=float(env.get("IDEMPOTENCY_TTL_HOURS", base.idempotency_ttl_hours)),
             max_body_bytes=int(env.get("MAX_BODY_BYTES", base.max_body_bytes)),
             log_level=env.get("LOG_LEVEL", base.log_level),
+            bus_chaos=env.get("BUS_CHAOS", ""),
+            crash_at=env.get("CRASH_AT", ""),
         )

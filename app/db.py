@@ -168,6 +168,8 @@ class Database:
         self.batch_max = batch_max
         self.inline = inline
         self.on_commit: Callable[[Sequence[Envelope]], None] | None = None
+        # runs between a COMMIT and the hand-off of its events (the chaos crash point hooks in here)
+        self.after_commit_hook: Callable[[], None] | None = None
         self.signals = Signals()
         self._outbox_insert = outbox.insert() if outbox is not None else None
         self.is_sqlite = url.startswith("sqlite")
@@ -342,6 +344,8 @@ class Database:
                 log.exception("commit of %d units failed in %s", len(jobs), self.name)
                 self._fail(jobs, exc)
                 continue
+            if self.after_commit_hook is not None:
+                self.after_commit_hook()
             self._committed(jobs)
 
     def _run_batch_in_tx(self, conn: Connection, jobs: list[_Job]) -> None:

@@ -8,12 +8,14 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from types import ModuleType
 
 from fastapi import FastAPI
 
 from app import admin, billing, notifications, orders, person, problems
 from app.bus import Backoff, Bus, MemoryBus
+from app.chaos import Chaos, ChaosBus, CrashPoint
 from app.config import Settings
 from app.db import Database
 from app.deadletters import DeadLetterStore, Store
@@ -33,13 +35,18 @@ MODULES: Mapping[str, ModuleType] = {
 
 
 def make_bus(settings: Settings, dead_letters: DeadLetterStore) -> Bus:
+    bus: Bus
     if settings.bus_url.startswith("memory:"):
-        return MemoryBus(
+        bus = MemoryBus(
             max_attempts=settings.bus_max_attempts,
             backoff=Backoff(settings.bus_backoff_base, settings.bus_backoff_cap),
             dead_letters=dead_letters,
         )
-    raise ValueError(f"unsupported BUS_URL {settings.bus_url!r}: use memory://")
+    else:
+        raise ValueError(f"unsupported BUS_URL {settings.bus_url!r}: use memory://")
+    if settings.bus_chaos:
+        bus = ChaosBus(bus, Chaos.parse(settings.bus_chaos))
+    return bus
 
 
 @dataclass
@@ -60,6 +67,8 @@ class System:
                 name, self.settings.database_url_for(name), module.metadata, outbox=module.messaging.outbox
             )
             await db.start()
+            if self.settings.crash_at:
+                db.after_commit_hook = partial(CrashPoint(self.settings.crash_at).maybe, "after_commit")
             self.dbs[name] = db
         self.dead_letters = DeadLetterStore(
             {n: Store(db, MODULES[n].messaging.deadletter) for n, db in self.dbs.items()}

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table, func, select, update
 
-from app.bus import Bus, Envelope, MemoryBus, utcnow
+from app.bus import Bus, Envelope, utcnow
 from app.db import Database, UtcDateTime
 
 log = logging.getLogger(__name__)
@@ -46,11 +46,12 @@ class Relay:
         self._queue: asyncio.Queue[Envelope] = asyncio.Queue()
         self._done: list[str] = []
         self._tasks: list[asyncio.Task[None]] = []
-        self._settles = isinstance(bus, MemoryBus)
+        # a bus that is not durable (the memory bus) reports when every group has acked an event
+        self._settles = not getattr(bus, "durable", True)
 
     async def start(self) -> None:
-        if isinstance(self.bus, MemoryBus):
-            self.bus.on_settled(self.db.name, self._mark_done)
+        if self._settles:
+            self.bus.on_settled(self.db.name, self._mark_done)  # type: ignore[attr-defined]
         for envelope in await self._unsent():
             self._queue.put_nowait(envelope)
         self.db.on_commit = self._hand_off

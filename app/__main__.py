@@ -20,7 +20,7 @@ from app.config import MODULES, Settings
 def parse(argv: list[str] | None = None) -> tuple[str, Settings, argparse.Namespace]:
     env = Settings.from_env()
     p = argparse.ArgumentParser(prog="eventcollab", description=__doc__)
-    p.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate", "check"])
+    p.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate", "check", "bench"])
     p.add_argument("--host", default=env.host, help="interface to listen on (env HOST)")
     p.add_argument("--port", type=int, default=env.port, help="port (env PORT, default 8000)")
     p.add_argument("--data-dir", type=Path, default=env.data_dir, help="SQLite files (env DATA_DIR)")
@@ -37,6 +37,11 @@ def parse(argv: list[str] | None = None) -> tuple[str, Settings, argparse.Namesp
 
 
 def main(argv: list[str] | None = None) -> None:
+    rest = sys.argv[1:] if argv is None else argv
+    if rest[:1] == ["bench"]:  # its flags are its own: python -m app bench --help
+        from app.bench import main as bench
+
+        sys.exit(bench(rest[1:]))
     command, settings, args = parse(argv)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -67,14 +72,11 @@ def main(argv: list[str] | None = None) -> None:
 
 
 async def _migrate(settings: Settings) -> None:
-    from app.db import Database
-    from app.main import MODULES as REGISTRY
+    from app.migrate import migrate
 
     for name in settings.modules:
-        db = Database(name, settings.database_url_for(name), REGISTRY[name].metadata)
-        await db.start()
-        await db.stop()
-        print(f"{name}: schema ready at {settings.database_url_for(name)}")
+        await migrate(settings.database_url_for(name), name)
+        print(f"{name}: schema at the newest revision in {settings.database_url_for(name)}")
 
 
 async def _check(settings: Settings, grace: float, *, as_json: bool) -> int:

@@ -22,6 +22,7 @@ from app.deadletters import DeadLetterStore, Store
 from app.idempotency import prune
 from app.inbox import consume
 from app.middleware import EdgeMiddleware
+from app.migrate import migrate
 from app.outbox import Relay
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,8 @@ class System:
             db = Database(
                 name, self.settings.database_url_for(name), module.metadata, outbox=module.messaging.outbox
             )
-            await db.start()
+            await migrate(db.url, name)
+            await db.start(create_tables=False)
             if self.settings.crash_at:
                 db.after_commit_hook = partial(CrashPoint(self.settings.crash_at).maybe, "after_commit")
             self.dbs[name] = db

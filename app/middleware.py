@@ -11,8 +11,8 @@ from app.problems import problem_response
 HEADER = b"x-correlation-id"
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(BaseException):
+    """Not an Exception: FastAPI turns any Exception raised while it reads a body into a 400."""
 
 
 class EdgeMiddleware:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
@@ -175,12 +175,19 @@ class MemoryBus:
         self._groups: dict[str, dict[str, _Group]] = {}
         self._pending: dict[str, int] = {}
         self._settle_listeners: dict[str, Callable[[Envelope], None]] = {}
+        self._expected: dict[str, frozenset[str]] = {}
         self._closed = False
 
     async def publish(self, event: Envelope) -> None:
         if self._closed:
             raise RuntimeError("bus is closed")
-        groups = self._groups.get(event.type)
+        groups = self._groups.get(event.type, {})
+        if self._expected.get(event.type, frozenset()) - groups.keys():
+            # a consumer that is not running here would never see it: deliver to the ones that are,
+            # but never report it settled, so the outbox keeps it for a start with every module
+            for group in groups.values():
+                group.put(event)
+            return
         if not groups:
             self._settle(event)
             return
@@ -193,6 +200,11 @@ class MemoryBus:
         if group not in groups:
             groups[group] = _Group(self, event_type, group, self.partitions)
         groups[group].members.append(handler)
+
+    def expect_groups(self, expected: Mapping[str, Iterable[str]]) -> None:
+        """Declare, per event type, every group that consumes it in the whole system, running here
+        or not: an event is settled only once all of them have acked it."""
+        self._expected = {t: frozenset(g) for t, g in expected.items()}
 
     def on_settled(self, source: str, listener: Callable[[Envelope], None]) -> None:
         """Call ``listener`` once every group has acked or dead-lettered an event from ``source``."""

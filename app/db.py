@@ -33,6 +33,7 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
 from app.bus import Envelope, Event, new_id, utcnow
+from app.signals import PgChannel, Signals
 
 log = logging.getLogger(__name__)
 
@@ -125,31 +126,6 @@ class _Job:
     error: Exception | None = None
 
 
-class Signals:
-    """Wake waiters in this process when a commit settles something they wait for (an order's reply).
-    Fired from after-commit callbacks, so a waiter never sees a state that could still roll back."""
-
-    def __init__(self) -> None:
-        self._waiters: dict[str, set[asyncio.Future[Any]]] = {}
-
-    def expect(self, key: str) -> asyncio.Future[Any]:
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(key, set()).add(fut)
-        return fut
-
-    def discard(self, key: str, fut: asyncio.Future[Any]) -> None:
-        waiters = self._waiters.get(key)
-        if waiters is not None:
-            waiters.discard(fut)
-            if not waiters:
-                del self._waiters[key]
-
-    def fire(self, key: str, value: Any = None) -> None:
-        for fut in self._waiters.pop(key, ()):
-            if not fut.done():
-                fut.set_result(value)
-
-
 class Database:
     """A module's database. ``outbox`` is the module's outbox table, written by every unit of work that
     emits; ``on_commit`` receives each committed batch's events in commit order (the relay's hand-off)."""
@@ -182,6 +158,7 @@ class Database:
         self._thread_conn: Connection | None = None
         # reads (and on PostgreSQL, writes too): an async engine
         self._async_engine: AsyncEngine | None = None
+        self._channel: PgChannel | None = None
         self._alive = False
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -211,6 +188,8 @@ class Database:
 
     async def stop(self) -> None:
         self._alive = False
+        if self._channel is not None:
+            await self._channel.stop()
         if self._writer is not None:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -50,6 +50,15 @@ def make_bus(settings: Settings, dead_letters: DeadLetterStore) -> Bus:
     return bus
 
 
+def consumers() -> dict[str, set[str]]:
+    """Every event type and the groups (modules) that consume it, across all modules."""
+    out: dict[str, set[str]] = {}
+    for name, module in MODULES.items():
+        for event_type in module.SUBSCRIPTIONS:
+            out.setdefault(event_type, set()).add(name)
+    return out
+
+
 @dataclass
 class System:
     """The running modules: their databases, the bus, the relays. Usable without HTTP (tests, tools)."""
@@ -76,6 +85,9 @@ class System:
             {n: Store(db, MODULES[n].messaging.deadletter) for n, db in self.dbs.items()}
         )
         self.bus = bus or make_bus(self.settings, self.dead_letters)
+        expect_groups = getattr(self.bus, "expect_groups", None)
+        if expect_groups is not None:
+            expect_groups(consumers())
         # consumers first, so what the relays publish from an earlier run finds them
         for name, db in self.dbs.items():
             module = MODULES[name]

@@ -56,7 +56,9 @@ async def create_order(
             if order.status != "pending":
                 return _reply(order)
         with contextlib.suppress(TimeoutError):
-            return _reply(await asyncio.wait_for(settled, settings.order_reply_timeout))
+            order = await asyncio.wait_for(settled, settings.order_reply_timeout)
+            # a wake-up from another replica carries no order: read the row it settled
+            return _reply(order if order is not None else await db.query(service.get_order, order_id))
     finally:
         db.signals.discard(order_id, settled)
     # no outcome in time: the order row is the truth (it may have settled a moment ago)

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -27,8 +27,8 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, DateTime, Engine, Insert, MetaData, Table, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
@@ -183,6 +183,9 @@ class Database:
             if create_tables:
                 async with self._async_engine.begin() as conn:
                     await conn.run_sync(self.metadata.create_all)
+            dsn = make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
+            self._channel = PgChannel(dsn, f"{self.name}_signals", self.signals)
+            await self._channel.start()
         self._writer = asyncio.create_task(self._write_loop(), name=f"{self.name}-writer")
         self._alive = True
 
@@ -383,6 +386,15 @@ class Database:
             events.extend(job.uow.events)
         if events and self.on_commit is not None:
             self.on_commit(events)
+
+    @contextlib.asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        """A connection of its own, outside the writer: for work that must hold row locks across awaits
+        (the relay's PostgreSQL claims). Not for in-memory SQLite."""
+        if self._async_engine is None:
+            raise RuntimeError(f"database {self.name} has no connection pool")
+        async with self._async_engine.connect() as conn:
+            yield conn
 
     # -- reading -----------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from datetime import timedelta
 
 from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table, func, select, update
 
@@ -39,26 +40,43 @@ class Relay:
     """Publishes one module's outbox. Gets new events straight from the writer after each commit
     (no polling on the hot path) and scans the table once at start for what an earlier run left."""
 
-    def __init__(self, db: Database, bus: Bus, *, mark_every: float = 0.01) -> None:
+    def __init__(
+        self,
+        db: Database,
+        bus: Bus,
+        *,
+        mark_every: float = 0.01,
+        sweep_every: float = 2.0,
+        sweep_grace: float = 5.0,
+    ) -> None:
         assert db.outbox is not None
         self.db, self.bus, self.table = db, bus, db.outbox
         self.mark_every = mark_every
+        self.sweep_every, self.sweep_grace = sweep_every, sweep_grace
+        # several replicas share a PostgreSQL outbox: rows a crashed replica left are claimed by the
+        # others with FOR UPDATE SKIP LOCKED once they are older than the grace; never by "id > last
+        # seen", which skips rows that commit out of order
         self._queue: asyncio.Queue[Envelope] = asyncio.Queue()
         self._done: list[str] = []
         self._tasks: list[asyncio.Task[None]] = []
         # a bus that is not durable (the memory bus) reports when every group has acked an event
         self._settles = not getattr(bus, "durable", True)
+        # (a memory bus lives in one process: only a broker lets replicas share an outbox)
+        self._shared = not db.is_sqlite and not self._settles
 
     async def start(self) -> None:
         if self._settles:
             self.bus.on_settled(self.db.name, self._mark_done)  # type: ignore[attr-defined]
-        for envelope in await self._unsent():
-            self._queue.put_nowait(envelope)
+        if not self._shared:
+            for envelope in await self._unsent():
+                self._queue.put_nowait(envelope)
         self.db.on_commit = self._hand_off
         self._tasks = [
             asyncio.create_task(self._publish_loop(), name=f"{self.db.name}-relay"),
             asyncio.create_task(self._mark_loop(), name=f"{self.db.name}-relay-marks"),
         ]
+        if self._shared:
+            self._tasks.append(asyncio.create_task(self._sweep_loop(), name=f"{self.db.name}-relay-sweep"))
 
     async def stop(self) -> None:
         self.db.on_commit = None
@@ -109,6 +127,38 @@ class Relay:
                     delay = min(delay * 2, 2.0)
             if not self._settles:
                 self._mark_done(event)
+
+    async def sweep(self, limit: int = 500) -> int:
+        """Publish unsent rows older than the grace that no other replica is publishing right now;
+        returns how many. Holds the rows' locks until they are marked, so two sweepers never overlap."""
+        t = self.table
+        cutoff = utcnow() - timedelta(seconds=self.sweep_grace)
+        async with self.db.connect() as conn, conn.begin():
+            rows = (
+                await conn.execute(
+                    select(t.c.id, t.c.envelope)
+                    .where(t.c.sent_at.is_(None), t.c.created_at < cutoff)
+                    .order_by(t.c.seq)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            for row in rows:
+                await self.bus.publish(Envelope.from_json(row.envelope))
+            if rows:
+                await conn.execute(update(t).where(t.c.id.in_([r.id for r in rows])).values(sent_at=utcnow()))
+        return len(rows)
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            try:
+                while await self.sweep() > 0:
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox sweep of %s failed", self.db.name)
+            await asyncio.sleep(self.sweep_every)
 
     def _mark_done(self, event: Envelope) -> None:
         self._done.append(event.id)

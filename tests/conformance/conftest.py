@@ -17,7 +17,7 @@ from app.bus import Backoff, Bus, DeadLetterSink, Envelope, MemoryBus
 MAX_ATTEMPTS = 3
 BACKOFF = Backoff(0.005, 0.05)
 # adapters run here; NATS and RabbitMQ join once brokers/nats.py and brokers/rabbitmq.py exist
-KINDS = ["memory"]
+KINDS = ["memory", "rabbitmq"]
 
 
 @contextlib.asynccontextmanager
@@ -26,8 +26,24 @@ async def open_test_bus(
 ) -> AsyncIterator[Bus]:
     """A bus of ``kind`` with fast retries, closed on exit. ``namespace`` keeps broker-side names
     (streams, queues) of one test apart from every other test's; the memory bus has none to share."""
+    bus: Bus
     if kind == "memory":
         bus = MemoryBus(max_attempts=MAX_ATTEMPTS, backoff=BACKOFF, dead_letters=dead_letters)
+    elif kind == "rabbitmq":
+        from app.brokers.rabbitmq import RabbitBus
+
+        bus = RabbitBus(
+            "amqp://guest:guest@127.0.0.1:5672/",
+            namespace=namespace,
+            max_attempts=MAX_ATTEMPTS,
+            backoff=BACKOFF,
+            dead_letters=dead_letters,
+            delete_on_close=True,
+        )
+        try:
+            await bus.connect()
+        except ConnectionError as exc:
+            pytest.skip(f"{exc}: start it with `rabbitmq-server -detached`")
     else:
         raise ValueError(f"no test bus for {kind!r} (namespace {namespace})")
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -219,9 +218,9 @@ class MemoryBus:
         workers = [w for groups in self._groups.values() for g in groups.values() for w in g.workers]
         for w in workers:
             w.cancel()
-        for w in workers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await w
+        if workers:
+            # wait() does not raise the workers' cancellation, so close() itself stays cancellable
+            await asyncio.wait(workers)
 
     async def _deliver(self, group: _Group, event: Envelope) -> None:
         attempt = 1

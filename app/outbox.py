@@ -67,9 +67,17 @@ class Relay:
     async def start(self) -> None:
         if self._settles:
             self.bus.on_settled(self.db.name, self._mark_done)  # type: ignore[attr-defined]
+        # commits during the scan are held back and queued after it: none is missed, order is kept
+        held: list[Envelope] = []
+        self.db.on_commit = held.extend
         if not self._shared:
+            fresh = set()
             for envelope in await self._unsent():
                 self._queue.put_nowait(envelope)
+                fresh.add(envelope.id)
+            held = [e for e in held if e.id not in fresh]
+        for envelope in held:
+            self._queue.put_nowait(envelope)
         self.db.on_commit = self._hand_off
         self._tasks = [
             asyncio.create_task(self._publish_loop(), name=f"{self.db.name}-relay"),

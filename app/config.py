@@ -17,6 +17,8 @@ class Settings:
     data_dir: Path = Path("data")
     modules: tuple[str, ...] = MODULES
     bus_url: str = "memory://"
+    # names the broker's streams, exchanges and queues, so several deployments can share a broker
+    bus_namespace: str = "eventcollab"
     # a URL for every module, or None: one SQLite file per module under data_dir
     database_url: str | None = None
     module_database_urls: Mapping[str, str] = field(default_factory=dict)
@@ -52,6 +54,7 @@ class Settings:
             data_dir=Path(env.get("DATA_DIR", str(base.data_dir))),
             modules=modules,
             bus_url=env.get("BUS_URL", base.bus_url),
+            bus_namespace=env.get("BUS_NAMESPACE", base.bus_namespace),
             database_url=env.get("DATABASE_URL") or None,
             module_database_urls={
                 m: env[f"{m.upper()}_DATABASE_URL"] for m in MODULES if env.get(f"{m.upper()}_DATABASE_URL")

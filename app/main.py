@@ -43,8 +43,20 @@ def make_bus(settings: Settings, dead_letters: DeadLetterStore) -> Bus:
             backoff=Backoff(settings.bus_backoff_base, settings.bus_backoff_cap),
             dead_letters=dead_letters,
         )
+    elif settings.bus_url.startswith(("amqp://", "amqps://")):
+        from app.brokers.rabbitmq import RabbitBus
+
+        bus = RabbitBus(
+            settings.bus_url,
+            namespace=settings.bus_namespace,
+            max_attempts=settings.bus_max_attempts,
+            backoff=Backoff(settings.bus_backoff_base, settings.bus_backoff_cap),
+            dead_letters=dead_letters,
+        )
     else:
-        raise ValueError(f"unsupported BUS_URL {settings.bus_url!r}: use memory://")
+        raise ValueError(
+            f"unsupported BUS_URL {settings.bus_url!r}: use memory://, nats://host:4222 or amqp://user:pass@host:5672/"
+        )
     if settings.bus_chaos:
         bus = ChaosBus(bus, Chaos.parse(settings.bus_chaos))
     return bus

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -65,6 +66,17 @@ def match(routes: Sequence[ProxyRoute], path: str) -> ProxyRoute | None:
     return max((r for r in routes if r.serves(path)), key=lambda r: len(r.prefix), default=None)
 
 
+def replicas(routes: Sequence[ProxyRoute], path: str, turn: int) -> list[ProxyRoute]:
+    """Every upstream of the longest matching prefix (one ``--route`` each), rotated by ``turn``:
+    round robin over replicas, the others next in line if the first refuses the connection."""
+    best = match(routes, path)
+    if best is None:
+        return []
+    same = [r for r in routes if r.prefix == best.prefix]
+    k = turn % len(same)
+    return same[k:] + same[:k]
+
+
 def _forward_headers(request: Request) -> list[tuple[bytes, bytes]]:
     named = {n.strip().lower() for n in request.headers.get("connection", "").split(",")}
     drop = HOP_BY_HOP | named | {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}
@@ -90,31 +102,39 @@ def create_gateway(routes: Sequence[ProxyRoute], *, timeout: float = 60.0) -> St
         limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
     )
 
+    turns = itertools.count()
+
     async def proxy(request: Request) -> Response:
         path = request.url.path
-        route = match(routes, path)
-        if route is None:
+        candidates = replicas(routes, path, next(turns))
+        if not candidates:
             return problem_response(404, "not-found", "Not found", f"no route serves {path}", instance=path)
-        url = route.upstream + request.scope["raw_path"].decode("latin-1")
-        if request.scope["query_string"]:
-            url += "?" + request.scope["query_string"].decode("latin-1")
         has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
-        # httpx.Request, not client.build_request: the client's default headers (Accept-Encoding, …)
-        # would change what the upstream answers
-        upstream_request = httpx.Request(
-            request.method,
-            url,
-            headers=_forward_headers(request),
-            content=request.stream() if has_body else None,
-        )
-        try:
-            upstream = await client.send(upstream_request, stream=True)
-        except httpx.TimeoutException:
-            detail = f"{route.upstream} did not answer {request.method} {path} within {timeout:g}s"
-            return problem_response(504, "gateway-timeout", "Gateway timeout", detail, instance=path)
-        except httpx.TransportError as e:
-            detail = f"{route.upstream} is unreachable: {type(e).__name__}: {e}"
-            return problem_response(502, "bad-gateway", "Bad gateway", detail, instance=path)
+        body = request.stream() if has_body else None
+        for i, route in enumerate(candidates):
+            url = route.upstream + request.scope["raw_path"].decode("latin-1")
+            if request.scope["query_string"]:
+                url += "?" + request.scope["query_string"].decode("latin-1")
+            # httpx.Request, not client.build_request: the client's default headers (Accept-Encoding,
+            # …) would change what the upstream answers
+            upstream_request = httpx.Request(
+                request.method, url, headers=_forward_headers(request), content=body
+            )
+            try:
+                upstream = await client.send(upstream_request, stream=True)
+                break
+            except httpx.ConnectError:
+                # refused before a byte of the body was read: the next replica may take it
+                if i + 1 < len(candidates):
+                    continue
+                detail = f"no replica of {route.prefix} is reachable (last tried {route.upstream})"
+                return problem_response(502, "bad-gateway", "Bad gateway", detail, instance=path)
+            except httpx.TimeoutException:
+                detail = f"{route.upstream} did not answer {request.method} {path} within {timeout:g}s"
+                return problem_response(504, "gateway-timeout", "Gateway timeout", detail, instance=path)
+            except httpx.TransportError as e:
+                detail = f"{route.upstream} is unreachable: {type(e).__name__}: {e}"
+                return problem_response(502, "bad-gateway", "Bad gateway", detail, instance=path)
         response = StreamingResponse(
             upstream.aiter_raw(), status_code=upstream.status_code, background=BackgroundTask(upstream.aclose)
         )

@@ -97,6 +97,9 @@ class System:
             {n: Store(db, MODULES[n].messaging.deadletter) for n, db in self.dbs.items()}
         )
         self.bus = bus or make_bus(self.settings, self.dead_letters)
+        connect = getattr(self.bus, "connect", None)
+        if connect is not None:
+            await connect()  # a broker bus: fail fast here, not on the first publish
         expect_groups = getattr(self.bus, "expect_groups", None)
         if expect_groups is not None:
             expect_groups(consumers())

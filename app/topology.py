@@ -40,6 +40,7 @@ class Topology:
     run_dir: Path = Path(".run")
     port_offset: int = 0
     extra_env: dict[str, str] = field(default_factory=dict)
+    broker: str = ""
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property

@@ -1,0 +1,83 @@
+"""The distributed topology per broker: module processes (two replicas of Order and Billing), the
+broker, a fresh PostgreSQL database and the gateway. Skipped, with the command to run, when the broker
+or PostgreSQL is not running."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+
+from app.topology import Topology
+from tests.support.pg import PG, reachable
+from tests.support.pg import START as PG_START
+from tests.support.server import free_port
+
+NATS_START = (
+    "start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- "
+    "-a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log"
+)
+BROKERS = {
+    "nats": ("nats://127.0.0.1:4222", 4222, NATS_START),
+    "rabbitmq": ("amqp://guest:guest@127.0.0.1:5672/", 5672, "rabbitmq-server -detached"),
+}
+
+
+def _open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module", params=sorted(BROKERS))
+def topology(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
+    broker = request.param
+    url, port, start = BROKERS[broker]
+    if broker == "nats":
+        pytest.importorskip("app.brokers.nats", reason="the NATS adapter is not installed")
+    if not _open(port):
+        pytest.skip(f"{broker} is not running on 127.0.0.1:{port}; start it with: {start}")
+    if not reachable():
+        pytest.skip(f"PostgreSQL is not running on 127.0.0.1:5432; start it with: {PG_START}")
+    import asyncpg
+
+    db = f"ec_{uuid4().hex[:12]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(f"postgresql://{PG}/postgres")
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{db}"'))
+    run_dir: Path = tmp_path_factory.mktemp(f"topology-{broker}")
+    t = Topology(
+        bus_url=url,
+        database_url=f"postgresql+asyncpg://{PG}/{db}",
+        namespace=f"t{uuid4().hex[:10]}",
+        gateway_port=free_port(),
+        run_dir=run_dir,
+        port_offset=random.randrange(10, 900) * 10,
+        extra_env={"ORDER_REPLY_TIMEOUT": "5", "BUS_ACK_WAIT": "3"},
+    )
+    t.broker = broker
+    try:
+        t.start()
+        t.wait_ready(timeout=60)
+        yield t
+    finally:
+        t.stop()
+        logs = sorted(run_dir.glob("*.log"))
+        if request.node.session.testsfailed and shutil.which("tail"):
+            for log in logs:
+                print(f"--- {log.name}\n{log.read_text(errors='replace')[-2000:]}")
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))

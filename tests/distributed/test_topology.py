@@ -1,0 +1,182 @@
+"""The one-process guarantees, again with every module its own process over a real broker and
+PostgreSQL: the seed, concurrency, idempotency, kill -9 of a Billing replica, a broker restart."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from uuid import uuid4
+
+import httpx
+import pytest
+
+from app.topology import LAYOUT, Topology
+from tests.conftest import new_login
+from tests.distributed.conftest import NATS_START
+from tests.e2e.seed import walk_seed_scenario
+from tests.support.poll import until
+
+pytestmark = pytest.mark.slow
+
+
+def client(t: Topology) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=t.base_url, timeout=30, trust_env=False)
+
+
+async def funded(c: httpx.AsyncClient, amount: int) -> str:
+    login = new_login("dist")
+    assert (
+        await c.post("/person/register", json={"login": login, "email": f"{login}@x.io"})
+    ).status_code == 200
+
+    async def opened() -> bool:
+        return (await c.get("/account/", params={"login": login})).status_code == 200
+
+    await until(opened, timeout=20)
+    r = await c.put("/account/operation", json={"login": login, "operation": "deposit", "sum": amount})
+    assert r.status_code == 200, r.text
+    return login
+
+
+async def settled(c: httpx.AsyncClient, login: str, n: int, timeout: float = 60) -> list[dict[str, object]]:
+    async def done() -> list[dict[str, object]] | None:
+        orders: list[dict[str, object]] = (
+            await c.get("/order/orders", params={"login": login, "limit": 1000})
+        ).json()["orders"]
+        return orders if len(orders) == n and all(o["status"] != "pending" for o in orders) else None
+
+    found: list[dict[str, object]] = await until(done, timeout=timeout, interval=0.2)
+    return found
+
+
+async def test_seed_scenario_through_the_gateway(topology: Topology) -> None:
+    async with client(topology) as c:
+        await walk_seed_scenario(c)
+
+
+async def test_50_concurrent_orders_against_10_affordable_pay_exactly_10(topology: Topology) -> None:
+    async with client(topology) as c:
+        login = await funded(c, 1000)
+        replies = await asyncio.gather(
+            *(c.post("/order/createOrder", json={"login": login, "price": 100}) for _ in range(50))
+        )
+        assert {r.status_code for r in replies} <= {200, 202}
+        orders = await settled(c, login, 50)
+        assert sum(o["status"] == "paid" for o in orders) == 10
+        assert (await c.get("/account/", params={"login": login})).json()["balance"] == 0
+
+
+async def test_concurrent_retries_with_one_key_charge_once(topology: Topology) -> None:
+    async with client(topology) as c:
+        login = await funded(c, 500)
+        key = uuid4().hex
+        replies = await asyncio.gather(
+            *(
+                c.post(
+                    "/order/createOrder", json={"login": login, "price": 70}, headers={"Idempotency-Key": key}
+                )
+                for _ in range(10)
+            )
+        )
+        assert len({r.json()["id"] for r in replies}) == 1
+        await settled(c, login, 1)
+        assert (await c.get("/account/", params={"login": login})).json()["balance"] == 430
+
+
+async def test_kill_9_of_a_billing_replica_mid_flow_loses_nothing(topology: Topology) -> None:
+    async with client(topology) as c:
+        login = await funded(c, 10_000)
+        victim = f"billing-{topology.port(LAYOUT['billing'][0][0])}"
+        answered = 0
+
+        async def order() -> None:
+            nonlocal answered
+            r = await c.post("/order/createOrder", json={"login": login, "price": 30})
+            assert r.status_code in (200, 202), r.text
+            answered += 1
+
+        tasks = [asyncio.create_task(order()) for _ in range(120)]
+        await until(lambda: answered >= 15, timeout=30)
+        os.kill(topology.procs[victim].pid, signal.SIGKILL)
+        await asyncio.gather(*tasks)
+        orders = await settled(c, login, 120)
+        paid = sum(o["status"] == "paid" for o in orders)
+        assert paid == 120
+        assert (await c.get("/account/", params={"login": login})).json()["balance"] == 10_000 - 30 * 120
+        topology.start_replica("billing", topology.port(LAYOUT["billing"][0][0]))
+        topology.wait_ready(timeout=30)
+
+
+def restart_broker(broker: str) -> None:
+    if broker == "rabbitmq":
+        subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True)
+        subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True)
+    else:
+        subprocess.run(["pkill", "-TERM", "-x", "nats-server"], check=False)
+        deadline = time.monotonic() + 20
+        while subprocess.run(["pgrep", "-x", "nats-server"], capture_output=True).returncode == 0:
+            if time.monotonic() > deadline:
+                raise AssertionError("nats-server did not stop")
+            time.sleep(0.1)
+        subprocess.run(NATS_START.split(), check=True)
+
+
+async def test_a_broker_restart_mid_flow_loses_nothing_and_applies_nothing_twice(topology: Topology) -> None:
+    if not shutil.which("rabbitmqctl" if topology.broker == "rabbitmq" else "pkill"):
+        pytest.skip("no tool to restart the broker here")
+    async with client(topology) as c:
+        login = await funded(c, 10_000)
+        key = [uuid4().hex for _ in range(100)]
+        answered: dict[str, str] = {}
+
+        async def order(k: str) -> None:
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                try:
+                    r = await c.post(
+                        "/order/createOrder",
+                        json={"login": login, "price": 20},
+                        headers={"Idempotency-Key": k},
+                    )
+                    if r.status_code in (200, 202):
+                        answered[k] = r.json()["id"]
+                        return
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.1)  # pacing between retries
+
+        tasks = [asyncio.create_task(order(k)) for k in key]
+        await until(lambda: len(answered) >= 10, timeout=30)
+        await asyncio.to_thread(restart_broker, topology.broker)
+        await asyncio.gather(*tasks)
+        assert len(answered) == 100 and len(set(answered.values())) == 100
+        orders = await settled(c, login, 100, timeout=90)
+        assert all(o["status"] == "paid" for o in orders)
+        assert (await c.get("/account/", params={"login": login})).json()["balance"] == 10_000 - 20 * 100
+        notes = (await c.get("/notice/notices/", params={"login": login, "limit": 1000})).json()["messages"]
+        assert len(notes) == 101
+
+
+async def test_the_invariants_hold_over_everything_that_ran(topology: Topology) -> None:
+    async def clean() -> bool:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "app",
+            "check",
+            env={**os.environ, "DATABASE_URL": topology.database_url},
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await proc.communicate()
+        clean.last = out.decode()  # type: ignore[attr-defined]
+        return proc.returncode == 0
+
+    try:
+        await until(clean, timeout=30, interval=0.5)
+    except AssertionError:
+        raise AssertionError(clean.last) from None  # type: ignore[attr-defined]

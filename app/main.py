@@ -14,7 +14,7 @@ from types import ModuleType
 from fastapi import FastAPI
 
 from app import admin, billing, notifications, orders, person, problems
-from app.bus import Backoff, Bus, MemoryBus
+from app.bus import Backoff, Bus, DeadLetterSink, MemoryBus
 from app.chaos import Chaos, ChaosBus, CrashPoint
 from app.config import Settings
 from app.db import Database
@@ -23,6 +23,7 @@ from app.idempotency import prune
 from app.inbox import consume
 from app.middleware import EdgeMiddleware
 from app.migrate import migrate
+from app.observe import ObservedBus, Observers
 from app.outbox import Relay
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ MODULES: Mapping[str, ModuleType] = {
 }
 
 
-def make_bus(settings: Settings, dead_letters: DeadLetterStore) -> Bus:
+def make_bus(settings: Settings, dead_letters: DeadLetterSink, observers: Observers | None = None) -> Bus:
     bus: Bus
     if settings.bus_url.startswith("memory:"):
         bus = MemoryBus(
@@ -57,6 +58,9 @@ def make_bus(settings: Settings, dead_letters: DeadLetterStore) -> Bus:
         raise ValueError(
             f"unsupported BUS_URL {settings.bus_url!r}: use memory://, nats://host:4222 or amqp://user:pass@host:5672/"
         )
+    if observers is not None:
+        # below chaos: observers see what the consumers see, injected failures included
+        bus = ObservedBus(bus, observers)
     if settings.bus_chaos:
         bus = ChaosBus(bus, Chaos.parse(settings.bus_chaos))
     return bus
@@ -80,6 +84,7 @@ class System:
     relays: dict[str, Relay] = field(default_factory=dict)
     bus: Bus | None = None
     dead_letters: DeadLetterStore | None = None
+    observers: Observers = field(default_factory=Observers)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self, bus: Bus | None = None) -> None:
@@ -96,7 +101,9 @@ class System:
         self.dead_letters = DeadLetterStore(
             {n: Store(db, MODULES[n].messaging.deadletter) for n, db in self.dbs.items()}
         )
-        self.bus = bus or make_bus(self.settings, self.dead_letters)
+        self.bus = bus or make_bus(
+            self.settings, self.observers.dead_letter_sink(self.dead_letters), self.observers
+        )
         connect = getattr(self.bus, "connect", None)
         if connect is not None:
             await connect()  # a broker bus: fail fast here, not on the first publish
@@ -166,5 +173,5 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
     for name in settings.modules:
         app.include_router(MODULES[name].router)
     app.include_router(admin.router(system))
-    app.add_middleware(EdgeMiddleware, max_body=settings.max_body_bytes)
+    app.add_middleware(EdgeMiddleware, max_body=settings.max_body_bytes, observers=system.observers)
     return app

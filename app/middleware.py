@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.bus import new_id
 from app.db import correlation_id
+from app.observe import HttpExchange, Observers
 from app.problems import problem_response
 
 HEADER = b"x-correlation-id"
@@ -20,8 +23,8 @@ class EdgeMiddleware:
     correlation id (the client's ``X-Correlation-ID`` if sane), echoed on the response and carried by
     every event the request causes."""
 
-    def __init__(self, app: ASGIApp, max_body: int) -> None:
-        self.app, self.max_body = app, max_body
+    def __init__(self, app: ASGIApp, max_body: int, observers: Observers | None = None) -> None:
+        self.app, self.max_body, self.observers = app, max_body, observers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -40,7 +43,9 @@ class EdgeMiddleware:
             return
         token = correlation_id.set(cid)
         started = False
+        status = 500
         seen = 0
+        began, clock = time.time(), time.perf_counter()
 
         async def limited_receive() -> Message:
             nonlocal seen
@@ -53,8 +58,9 @@ class EdgeMiddleware:
 
         async def tagged_send(message: Message) -> None:
             nonlocal started
+            nonlocal status
             if message["type"] == "http.response.start":
-                started = True
+                started, status = True, message["status"]
                 message["headers"] = [*message.get("headers", []), (HEADER, cid.encode())]
             await send(message)
 
@@ -62,9 +68,17 @@ class EdgeMiddleware:
             await self.app(scope, limited_receive, tagged_send)
         except _TooLarge:
             if not started:
+                status = 413
                 await self._too_large(scope, receive, send)
         finally:
             correlation_id.reset(token)
+            if self.observers is not None:
+                route = getattr(scope.get("route"), "path", "")
+                self.observers.on_http(
+                    HttpExchange(
+                        scope["method"], scope["path"], status, cid, began, time.perf_counter() - clock, route
+                    )
+                )
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problem_response(

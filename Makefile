@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DATA_DIR ?= data
 
-.PHONY: install run test lint unit pytest newman fmt clean
+.PHONY: install run test lint unit pytest newman fmt clean bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -36,6 +36,10 @@ test: lint pytest newman
 fmt: $(STAMP)
 	$(BIN)/ruff format app tests
 	$(BIN)/ruff check --fix app tests
+
+# the standard benchmark: 64 clients for 20 s against its own server; writes docs/benchmarks.md
+bench: $(STAMP)
+	$(BIN)/python -m app bench --clients 64 --duration 20 --markdown docs/benchmarks.md --plot docs/bench-latency.png
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

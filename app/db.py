@@ -337,19 +337,23 @@ class Database:
     def _run_batch(self, conn: Connection, *, jobs: list[_Job]) -> None:
         """In the database's thread (SQLite) or greenlet (PostgreSQL): every job in its savepoint."""
         # plain SQL savepoints: SQLAlchemy's begin_nested() cost ~16% of the server's CPU under load
+        events: list[Envelope] = []
         for job in jobs:
             uow = UnitOfWork(self, conn, job.cause, job.correlation)
             conn.exec_driver_sql("SAVEPOINT uow")
             try:
                 job.result = job.fn(uow)
-                if uow.events:
-                    self._write_outbox(conn, uow.events)
                 conn.exec_driver_sql("RELEASE SAVEPOINT uow")
                 job.uow = uow
+                events.extend(uow.events)
             except Exception as exc:
                 conn.exec_driver_sql("ROLLBACK TO SAVEPOINT uow")
                 conn.exec_driver_sql("RELEASE SAVEPOINT uow")
                 job.error = exc
+        if events:
+            # one INSERT for the batch's outbox rows, in the same transaction as their units: a failure
+            # here fails the whole batch, like a failed COMMIT
+            self._write_outbox(conn, events)
 
     def _write_outbox(self, conn: Connection, events: Iterable[Envelope]) -> None:
         if self._outbox_insert is None:

@@ -21,6 +21,7 @@ from app.db import Database
 from app.deadletters import DeadLetterStore, Store
 from app.idempotency import prune
 from app.inbox import consume
+from app.metrics import Metrics
 from app.middleware import EdgeMiddleware
 from app.migrate import migrate
 from app.observe import ObservedBus, Observers
@@ -173,5 +174,8 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
     for name in settings.modules:
         app.include_router(MODULES[name].router)
     app.include_router(admin.router(system))
+    metrics = Metrics(system.relays)
+    system.observers.add(metrics)
+    app.include_router(metrics.router())
     app.add_middleware(EdgeMiddleware, max_body=settings.max_body_bytes, observers=system.observers)
     return app

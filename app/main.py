@@ -13,7 +13,7 @@ from types import ModuleType
 
 from fastapi import FastAPI
 
-from app import admin, billing, notifications, orders, person, problems
+from app import admin, asyncapi, billing, notifications, orders, person, problems
 from app.bus import Backoff, Bus, DeadLetterSink, MemoryBus
 from app.chaos import Chaos, ChaosBus, CrashPoint
 from app.config import Settings
@@ -177,5 +177,6 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
     metrics = Metrics(system.relays)
     system.observers.add(metrics)
     app.include_router(metrics.router())
+    app.include_router(asyncapi.router())
     app.add_middleware(EdgeMiddleware, max_body=settings.max_body_bytes, observers=system.observers)
     return app

@@ -1,0 +1,424 @@
+"""See the flow: an Observer that keeps recent flows (one per correlation id) and draws them.
+
+Every hop (HTTP request and reply, publish, delivery, redelivery, ack, failure, dead letter) becomes a
+:class:`Hop` in its flow. Callbacks only build a small record, append it and hand it to live
+subscribers (O(1) each, no I/O); ordering and drawing happen when someone reads a flow. Retention is
+bounded: ``flows_max`` flows (oldest evicted first), ``flows_max_hops`` hops per flow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import count
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Query
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.responses import PlainTextResponse, Response
+
+from app.bus import Envelope
+from app.config import Settings
+from app.observe import HttpExchange
+from app.problems import NotFound
+
+if TYPE_CHECKING:
+    from app.main import System
+
+CLIENT, BROKER = "Client", "Brocker-service"
+# the seed diagram's names and order, so a drawn flow can be laid next to it
+SERVICES = {
+    "person": "Person-service",
+    "billing": "Billing-service",
+    "orders": "Order-service",
+    "notifications": "Notification-service",
+}
+PARTICIPANTS = (CLIENT, "Person-service", BROKER, *list(SERVICES.values())[1:])
+HTTP_MODULES = {"/person": "person", "/account": "billing", "/order": "orders", "/notice": "notifications"}
+# the route cannot tell a deposit from a withdrawal (the body is not observed): "operation" covers both
+KINDS = {
+    ("POST", "/person/register"): "register",
+    ("GET", "/person/persons/{login}"): "profile",
+    ("PUT", "/account/operation"): "operation",
+    ("GET", "/account/"): "balance",
+    ("GET", "/account"): "balance",
+    ("POST", "/order/createOrder"): "order",
+    ("GET", "/order/orders/{order_id}"): "order-status",
+    ("GET", "/order/orders"): "orders",
+    ("GET", "/notice/notices/"): "notices",
+    ("GET", "/notice/notices"): "notices",
+}
+# the viewer's own traffic and operations endpoints would drown the flows worth seeing
+UNRECORDED = (
+    "/flows",
+    "/health",
+    "/admin",
+    "/metrics",
+    "/asyncapi",
+    "/web/",
+    "/docs",
+    "/redoc",
+    "/openapi.json",
+    "/favicon",
+)
+SUBSCRIBER_QUEUE = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    seq: int
+    at: float  # time.time()
+    kind: str  # request | reply | published | delivered | redelivered | acked | failed | dead_lettered
+    correlation_id: str
+    module: str  # the HTTP route's module, the event's source, or the consumer group
+    label: str  # "POST /order/createOrder", or the event type
+    causation_id: str = ""
+    event_id: str = ""
+    subject: str = ""
+    attempt: int = 0
+    status: int = 0
+    error: str = ""
+    duration: float | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "at": _iso(self.at),
+            "kind": self.kind,
+            "correlationId": self.correlation_id,
+            "causationId": self.causation_id,
+            "module": self.module,
+            "label": self.label,
+            "eventId": self.event_id,
+            "subject": self.subject,
+            "attempt": self.attempt,
+            "status": self.status,
+            "error": self.error,
+            "duration": self.duration,
+        }
+
+
+@dataclass(slots=True)
+class Flow:
+    correlation_id: str
+    hops: list[Hop] = field(default_factory=list)
+    login: str = ""
+    kind: str = ""
+    kind_at: float = float("inf")  # start of the HTTP exchange the kind came from: the earliest wins
+    dropped: int = 0
+
+    def ordered(self) -> list[Hop]:
+        # HTTP exchanges are reported when they end; their request hop is placed at its start time
+        return sorted(self.hops, key=lambda h: (h.at, h.seq))
+
+    def outcome(self) -> str:
+        kinds = [h.kind for h in self.hops]
+        statuses = [h.status for h in self.hops if h.kind == "reply"]
+        open_deliveries = (
+            kinds.count("delivered")
+            + kinds.count("redelivered")
+            - kinds.count("acked")
+            - kinds.count("failed")
+        )
+        if "dead_lettered" in kinds:
+            return "dead_lettered"
+        if any(s >= 500 for s in statuses):
+            return "error"
+        if any(s >= 400 for s in statuses):
+            return "rejected"
+        if open_deliveries > 0 or 202 in statuses:
+            return "in_flight"
+        return "retried" if "failed" in kinds else "ok"
+
+    def summary(self) -> dict[str, Any]:
+        start = min(h.at for h in self.hops)
+        end = max(h.at + (h.duration or 0.0) if h.kind == "acked" else h.at for h in self.hops)
+        return {
+            "correlationId": self.correlation_id,
+            "login": self.login or None,
+            "kind": self.kind or "events",
+            "start": _iso(start),
+            "duration": round(end - start, 6),
+            "outcome": self.outcome(),
+            "hops": len(self.hops),
+            "redeliveries": sum(1 for h in self.hops if h.kind == "redelivered"),
+            "droppedHops": self.dropped,
+        }
+
+
+class Subscriber:
+    """One live reader: a bounded queue. When it falls ``SUBSCRIBER_QUEUE`` hops behind it is dropped
+    (its stream ends after what it holds), so a slow reader never blocks the bus or grows memory."""
+
+    def __init__(self, correlation_id: str | None) -> None:
+        self.correlation_id = correlation_id
+        self.queue: asyncio.Queue[Hop] = asyncio.Queue(SUBSCRIBER_QUEUE)
+        self.dropped = False
+
+    async def next(self) -> Hop | None:
+        if self.dropped and self.queue.empty():
+            return None
+        return await self.queue.get()
+
+
+class FlowRecorder:
+    """An Observer (app/observe.py) that keeps the last ``max_flows`` flows in memory."""
+
+    def __init__(self, max_flows: int = 1000, max_hops: int = 500) -> None:
+        self.max_flows, self.max_hops = max_flows, max_hops
+        self.flows: OrderedDict[str, Flow] = OrderedDict()
+        self.subscribers: set[Subscriber] = set()
+        self._seq = count(1)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FlowRecorder:
+        return cls(int(getattr(settings, "flows_max", 1000)), int(getattr(settings, "flows_max_hops", 500)))
+
+    # -- Observer --------------------------------------------------------------------------------
+
+    def on_http(self, exchange: HttpExchange) -> None:
+        if exchange.path == "/" or exchange.path.startswith(UNRECORDED):
+            return
+        route = exchange.route or exchange.path
+        module = next((m for p, m in HTTP_MODULES.items() if exchange.path.startswith(p)), "app")
+        cid, label = exchange.correlation_id, f"{exchange.method} {exchange.path}"
+        flow = self._flow(cid)
+        if exchange.started < flow.kind_at:
+            flow.kind_at = exchange.started
+            flow.kind = KINDS.get((exchange.method, route), route)
+        self._add(flow, Hop(next(self._seq), exchange.started, "request", cid, module, label))
+        end = exchange.started + exchange.duration
+        duration = round(exchange.duration, 6)
+        self._add(
+            flow,
+            Hop(next(self._seq), end, "reply", cid, module, label, status=exchange.status, duration=duration),
+        )
+
+    def on_published(self, event: Envelope) -> None:
+        self._event("published", event, event.source)
+
+    def on_delivered(self, event: Envelope, group: str) -> None:
+        self._event("redelivered" if event.attempt > 1 else "delivered", event, group)
+
+    def on_acked(self, event: Envelope, group: str, duration: float) -> None:
+        self._event("acked", event, group, duration=duration)
+
+    def on_failed(self, event: Envelope, group: str, error: str) -> None:
+        self._event("failed", event, group, error=error)
+
+    def on_dead_lettered(self, event: Envelope, group: str, error: str) -> None:
+        self._event("dead_lettered", event, group, error=error)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def get(self, correlation_id: str) -> Flow | None:
+        return self.flows.get(correlation_id)
+
+    def recent(self, limit: int, login: str | None = None) -> list[Flow]:
+        out: list[Flow] = []
+        for flow in reversed(self.flows.values()):
+            if login is None or flow.login == login:
+                out.append(flow)
+                if len(out) >= limit:
+                    break
+        return out
+
+    def subscribe(self, correlation_id: str | None = None) -> Subscriber:
+        sub = Subscriber(correlation_id)
+        self.subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        self.subscribers.discard(sub)
+
+    # -- inside ----------------------------------------------------------------------------------
+
+    def _event(
+        self, kind: str, event: Envelope, module: str, *, error: str = "", duration: float | None = None
+    ) -> None:
+        cid = event.correlationid or event.causationid or event.id
+        flow = self._flow(cid)
+        if not flow.login and event.subject:
+            flow.login = event.subject  # every event's subject is the login (README, the events table)
+        hop = Hop(
+            next(self._seq),
+            time.time(),
+            kind,
+            cid,
+            module,
+            event.type,
+            causation_id=event.causationid,
+            event_id=event.id,
+            subject=event.subject,
+            attempt=event.attempt,
+            error=error[:300],
+            duration=None if duration is None else round(duration, 6),
+        )
+        self._add(flow, hop)
+
+    def _flow(self, cid: str) -> Flow:
+        flow = self.flows.get(cid)
+        if flow is None:
+            flow = self.flows[cid] = Flow(cid)
+            if len(self.flows) > self.max_flows:
+                self.flows.popitem(last=False)
+        return flow
+
+    def _add(self, flow: Flow, hop: Hop) -> None:
+        if len(flow.hops) >= self.max_hops:
+            flow.dropped += 1
+            return
+        flow.hops.append(hop)
+        for sub in tuple(self.subscribers):
+            if sub.correlation_id not in (None, hop.correlation_id):
+                continue
+            try:
+                sub.queue.put_nowait(hop)
+            except asyncio.QueueFull:
+                sub.dropped = True
+                self.subscribers.discard(sub)
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat()
+
+
+# -- drawing -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Arrow:
+    src: str
+    dst: str
+    style: str  # call | reply | nack | note
+    text: str
+
+
+def arrows(flow: Flow) -> list[Arrow]:
+    """The flow in the seed's terms: HTTP between Client and a service, every event via the broker."""
+    out: list[Arrow] = []
+    for h in flow.ordered():
+        svc = SERVICES.get(h.module, f"{h.module.capitalize()}-service")
+        if h.kind == "request":
+            out.append(Arrow(CLIENT, svc, "call", h.label))
+        elif h.kind == "reply":
+            out.append(Arrow(svc, CLIENT, "reply", str(h.status)))
+        elif h.kind == "published":
+            out.append(Arrow(svc, BROKER, "call", h.label))
+        elif h.kind == "delivered":
+            out.append(Arrow(BROKER, svc, "call", h.label))
+        elif h.kind == "redelivered":
+            out.append(Arrow(BROKER, svc, "call", f"{h.label} (redelivery, attempt {h.attempt})"))
+        elif h.kind == "failed":
+            reason = h.error.partition(":")[0] or "error"
+            out.append(Arrow(svc, BROKER, "nack", f"nack {h.label} ({reason}, attempt {h.attempt})"))
+        elif h.kind == "dead_lettered":
+            out.append(Arrow(svc, svc, "note", f"dead-lettered {h.label} after {h.attempt} attempts"))
+    return out
+
+
+def participants(lines: Iterable[Arrow]) -> list[str]:
+    seen = list(PARTICIPANTS)
+    for a in lines:
+        seen.extend(p for p in (a.src, a.dst) if p not in seen)
+    return seen
+
+
+def _clean(text: str) -> str:
+    # ; # and line breaks end or escape a statement in both syntaxes
+    return re.sub(r"[;#\r\n]+", " ", text)[:160]
+
+
+def mermaid(flow: Flow) -> str:
+    lines = arrows(flow)
+    alias = {p: p.split("-")[0] for p in participants(lines)}
+    out = ["sequenceDiagram"]
+    out += [f"    participant {a}" if a == p else f"    participant {a} as {p}" for p, a in alias.items()]
+    heads = {"call": "->>", "reply": "-->>", "nack": "--x"}
+    for a in lines:
+        if a.style == "note":
+            out.append(f"    Note over {alias[a.src]}: {_clean(a.text)}")
+        else:
+            out.append(f"    {alias[a.src]}{heads[a.style]}{alias[a.dst]}: {_clean(a.text)}")
+    return "\n".join(out) + "\n"
+
+
+def sequencediagram(flow: Flow) -> str:
+    """sequencediagram.org syntax, as the course's seed diagram is written."""
+    lines = arrows(flow)
+    out = [f"participant {p}" for p in participants(lines)]
+    for a in lines:
+        if a.style == "note":
+            out.append(f"note over {a.src}:{_clean(a.text)}")
+        else:
+            out.append(f"{a.src}{'->' if a.style == 'call' else '-->'}{a.dst}: {_clean(a.text)}")
+    return "\n".join(out) + "\n"
+
+
+# -- HTTP ----------------------------------------------------------------------------------------
+
+
+def router(recorder: FlowRecorder, system: System) -> APIRouter:
+    r = APIRouter(prefix="/flows", tags=["flows"])
+
+    @r.get("")
+    async def list_flows(
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        login: Annotated[str | None, Query(max_length=64)] = None,
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Recent flows (one per correlation id), newest first."""
+        return {"flows": [f.summary() for f in recorder.recent(limit, login)]}
+
+    @r.get("/chaos")
+    async def chaos() -> dict[str, Any]:
+        """Whether BUS_CHAOS is on (read-only: set it at start-up) and the faults injected so far."""
+        spec = system.settings.bus_chaos
+        injected = getattr(system.bus, "injected", None) if spec else None
+        return {"enabled": bool(spec), "spec": spec, "injected": injected}
+
+    @r.get("/stream", response_class=EventSourceResponse)
+    async def stream(
+        correlation_id: Annotated[str | None, Query(alias="correlationId", max_length=64)] = None,
+        limit: Annotated[int | None, Query(ge=1)] = None,
+    ) -> EventSourceResponse:
+        """Server-Sent Events: each new hop as it is recorded (``record`` events); ``limit`` ends the
+        stream after that many. A reader that falls far behind is cut off and should reconnect."""
+        sub = recorder.subscribe(correlation_id)
+        return EventSourceResponse(_hops(recorder, sub, limit), ping=15)
+
+    @r.get("/{correlation_id}", responses={404: {"description": "no such flow (or evicted)"}})
+    async def get_flow(
+        correlation_id: str,
+        fmt: Annotated[Literal["json", "mermaid", "sequencediagram"], Query(alias="format")] = "json",
+    ) -> Response:
+        """One flow: its hops as JSON, or drawn as Mermaid or sequencediagram.org text."""
+        flow = recorder.get(correlation_id)
+        if flow is None:
+            raise NotFound(f"no flow {correlation_id!r} (never seen, or evicted)")
+        if fmt == "mermaid":
+            return PlainTextResponse(mermaid(flow))
+        if fmt == "sequencediagram":
+            return PlainTextResponse(sequencediagram(flow))
+        body = {**flow.summary(), "records": [h.as_json() for h in flow.ordered()]}
+        return Response(orjson.dumps(body), media_type="application/json")
+
+    return r
+
+
+async def _hops(recorder: FlowRecorder, sub: Subscriber, limit: int | None) -> AsyncIterator[ServerSentEvent]:
+    sent = 0
+    try:
+        while limit is None or sent < limit:
+            hop = await sub.next()
+            if hop is None:
+                return
+            yield ServerSentEvent(orjson.dumps(hop.as_json()).decode(), event="record", id=str(hop.seq))
+            sent += 1
+    finally:
+        recorder.unsubscribe(sub)

@@ -13,7 +13,7 @@ from types import ModuleType
 
 from fastapi import FastAPI
 
-from app import admin, asyncapi, billing, notifications, orders, person, problems
+from app import admin, asyncapi, billing, flows, notifications, orders, person, problems, web
 from app.bus import Backoff, Bus, DeadLetterSink, MemoryBus
 from app.chaos import Chaos, ChaosBus, CrashPoint
 from app.config import Settings
@@ -178,5 +178,10 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
     system.observers.add(metrics)
     app.include_router(metrics.router())
     app.include_router(asyncapi.router())
+    recorder = flows.FlowRecorder.from_settings(settings)
+    if recorder.max_flows > 0:  # FLOWS_MAX=0 turns the recorder off
+        system.observers.add(recorder)
+    app.include_router(flows.router(recorder, system))
+    app.include_router(web.router)
     app.add_middleware(EdgeMiddleware, max_body=settings.max_body_bytes, observers=system.observers)
     return app

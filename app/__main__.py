@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from pathlib import Path
@@ -43,9 +42,9 @@ def main(argv: list[str] | None = None) -> None:
 
         sys.exit(bench(rest[1:]))
     command, settings, args = parse(argv)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from app import logs
+
+    logs.configure(settings.log_level, os.environ.get("LOG_FORMAT", "json"))
     if command == "migrate":
         asyncio.run(_migrate(settings))
         return
@@ -65,6 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=None,  # logging is already set up (app/logs.py): uvicorn's lines go through it
         access_log=os.environ.get("ACCESS_LOG", "0") == "1",
         loop="auto",
         http="auto",

@@ -21,6 +21,7 @@ from app.db import Database
 from app.deadletters import DeadLetterStore, Store
 from app.idempotency import prune
 from app.inbox import consume
+from app.logs import CorrelationObserver
 from app.metrics import Metrics
 from app.middleware import EdgeMiddleware
 from app.migrate import migrate
@@ -174,6 +175,7 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
     for name in settings.modules:
         app.include_router(MODULES[name].router)
     app.include_router(admin.router(system))
+    system.observers.add(CorrelationObserver())  # first: the others' log lines carry the id
     metrics = Metrics(system.relays)
     system.observers.add(metrics)
     app.include_router(metrics.router())

@@ -13,7 +13,7 @@ from types import ModuleType
 
 from fastapi import FastAPI
 
-from app import admin, asyncapi, billing, flows, notifications, orders, person, problems, web
+from app import admin, asyncapi, billing, docs_assets, flows, notifications, orders, person, problems, web
 from app.bus import Backoff, Bus, DeadLetterSink, MemoryBus
 from app.chaos import Chaos, ChaosBus, CrashPoint
 from app.config import Settings
@@ -168,6 +168,7 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
         version="0.1.0",
         summary="Event collaboration through a message broker: the seed scenario, durable.",
         lifespan=lifespan,
+        docs_url=None,  # served by docs_assets.router: Swagger UI from vendored files, not a CDN
     )
     app.state.settings = settings
     app.state.system = system
@@ -180,6 +181,7 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
     system.observers.add(metrics)
     app.include_router(metrics.router())
     app.include_router(asyncapi.router())
+    app.include_router(docs_assets.router(app.title))
     recorder = flows.FlowRecorder.from_settings(settings)
     if recorder.max_flows > 0:  # FLOWS_MAX=0 turns the recorder off
         system.observers.add(recorder)

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from fastapi import FastAPI
 
-from app import asyncapi
+from app import asyncapi, docs_assets, problems
 from app.bus import Event
 from app.main import MODULES
 
@@ -134,3 +134,22 @@ async def test_the_route_serves_the_document() -> None:
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("application/yaml")
     assert yaml.safe_load(r.text) == asyncapi.document()
+
+
+async def test_swagger_ui_is_served_from_the_vendored_files_with_no_cdn() -> None:
+    # beside the AsyncAPI route: both are the API's documentation (app/docs_assets/)
+    app = FastAPI(docs_url=None)
+    problems.install(app)
+    app.include_router(docs_assets.router("eventcollab"))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        page = await client.get("/docs")
+        assert page.status_code == 200
+        assert "/docs-assets/swagger-ui-bundle.js" in page.text and "/openapi.json" in page.text
+        assert "cdn" not in page.text.lower()
+        for name, kind in docs_assets.ASSETS.items():
+            r = await client.get(f"/docs-assets/{name}")
+            assert r.status_code == 200 and r.headers["content-type"].startswith(kind), name
+            assert len(r.content) > 500, name
+        assert (await client.get("/docs-assets/README.md")).status_code == 404
+        assert (await client.get("/docs-assets/..%2F__init__.py")).status_code == 404

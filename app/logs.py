@@ -82,6 +82,7 @@ def configure(level: str = "info", fmt: str = "json", *, stream: TextIO | None =
         # uvicorn's own dictConfig (skipped with log_config=None) would give these handlers of their own
         uvicorn_log = logging.getLogger(name)
         uvicorn_log.handlers.clear()
+        uvicorn_log.setLevel(logging.NOTSET)  # uvicorn.run(log_level=...) sets it again
         uvicorn_log.propagate = True
     return handler
 

@@ -69,6 +69,8 @@ class Metrics:
                 registry=r,
             )
         )
+        # keyed by the exchange's own fields: a hit needs no str(status), no label normalising
+        self._http: dict[tuple[str, str, int], Histogram] = {}
         labels = ["type", "group"]
         self.published = _Children(
             Counter(
@@ -138,10 +140,15 @@ class Metrics:
     # -- Observer --------------------------------------------------------------------------------
 
     def on_http(self, exchange: HttpExchange) -> None:
-        method = exchange.method if exchange.method in METHODS else "OTHER"
-        route = exchange.route or "unmatched"
-        self.http.get(route, method, str(exchange.status)).observe(exchange.duration)
-        if (method, route) == CREATE_ORDER and exchange.status == 202:
+        key = (exchange.route, exchange.method, exchange.status)
+        child = self._http.get(key)
+        if child is None:
+            method = exchange.method if exchange.method in METHODS else "OTHER"
+            child = self.http.get(exchange.route or "unmatched", method, str(exchange.status))
+            if method != "OTHER":  # an odd method must not grow this dict either
+                self._http[key] = child
+        child.observe(exchange.duration)
+        if exchange.status == 202 and (exchange.method, exchange.route) == CREATE_ORDER:
             self.pending.inc()
             self.reply_timeouts.inc()
 

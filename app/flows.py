@@ -132,13 +132,15 @@ class Flow:
             return "error"
         if any(s >= 400 for s in statuses):
             return "rejected"
-        if open_deliveries > 0 or 202 in statuses:
+        if open_deliveries > 0:
             return "in_flight"
+        if 202 in statuses:
+            return "accepted"  # answered before it settled (ORDER_REPLY_TIMEOUT)
         return "retried" if "failed" in kinds else "ok"
 
     def summary(self) -> dict[str, Any]:
         start = min(h.at for h in self.hops)
-        end = max(h.at + (h.duration or 0.0) if h.kind == "acked" else h.at for h in self.hops)
+        end = max(h.at for h in self.hops)
         return {
             "correlationId": self.correlation_id,
             "login": self.login or None,

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     command, settings, args = parse(argv)
     from app import logs
 
-    logs.configure(settings.log_level, os.environ.get("LOG_FORMAT", "json"))
+    logs.configure(settings.log_level, settings.log_format)
     if command == "migrate":
         asyncio.run(_migrate(settings))
         return

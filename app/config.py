@@ -29,6 +29,10 @@ class Settings:
     idempotency_ttl_hours: float = 48.0
     max_body_bytes: int = 64 * 1024
     log_level: str = "info"
+    log_format: str = "json"  # json | console
+    # the flow viewer's memory: flows kept (oldest dropped first; 0 = off) and hops kept per flow
+    flows_max: int = 1000
+    flows_max_hops: int = 500
     # seeded faults for tests and demos (app/chaos.py); empty = off
     bus_chaos: str = ""
     crash_at: str = ""
@@ -66,6 +70,9 @@ class Settings:
             idempotency_ttl_hours=float(env.get("IDEMPOTENCY_TTL_HOURS", base.idempotency_ttl_hours)),
             max_body_bytes=int(env.get("MAX_BODY_BYTES", base.max_body_bytes)),
             log_level=env.get("LOG_LEVEL", base.log_level),
+            log_format=env.get("LOG_FORMAT", base.log_format),
+            flows_max=int(env.get("FLOWS_MAX", base.flows_max)),
+            flows_max_hops=int(env.get("FLOWS_MAX_HOPS", base.flows_max_hops)),
             bus_chaos=env.get("BUS_CHAOS", ""),
             crash_at=env.get("CRASH_AT", ""),
         )

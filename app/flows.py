@@ -180,7 +180,7 @@ class FlowRecorder:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FlowRecorder:
-        return cls(int(getattr(settings, "flows_max", 1000)), int(getattr(settings, "flows_max_hops", 500)))
+        return cls(settings.flows_max, settings.flows_max_hops)
 
     # -- Observer --------------------------------------------------------------------------------
 

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-import yaml
 from fastapi import APIRouter
 from starlette.responses import Response
 
@@ -179,6 +178,8 @@ def _add(into: dict[str, Any], key: str, value: Any) -> None:
 
 
 def render(modules: Mapping[str, ModuleType] | None = None) -> str:
+    import yaml  # here: only this needs PyYAML, not the app's start-up
+
     text: str = yaml.safe_dump(document(modules), sort_keys=False, allow_unicode=True, width=110)
     return text
 

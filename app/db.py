@@ -340,6 +340,8 @@ class Database:
         events: list[Envelope] = []
         for job in jobs:
             uow = UnitOfWork(self, conn, job.cause, job.correlation)
+            # log lines written by the unit carry its flow's correlation id
+            token = correlation_id.set(job.cause.correlationid if job.cause else job.correlation)
             conn.exec_driver_sql("SAVEPOINT uow")
             try:
                 job.result = job.fn(uow)
@@ -350,6 +352,8 @@ class Database:
                 conn.exec_driver_sql("ROLLBACK TO SAVEPOINT uow")
                 conn.exec_driver_sql("RELEASE SAVEPOINT uow")
                 job.error = exc
+            finally:
+                correlation_id.reset(token)
         if events:
             # one INSERT for the batch's outbox rows, in the same transaction as their units: a failure
             # here fails the whole batch, like a failed COMMIT

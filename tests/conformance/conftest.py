@@ -17,7 +17,7 @@ from app.bus import Backoff, Bus, DeadLetterSink, Envelope, MemoryBus
 MAX_ATTEMPTS = 3
 BACKOFF = Backoff(0.005, 0.05)
 # adapters run here; NATS and RabbitMQ join once brokers/nats.py and brokers/rabbitmq.py exist
-KINDS = ["memory", "rabbitmq"]
+KINDS = ["memory", "rabbitmq", "nats"]
 
 
 @contextlib.asynccontextmanager
@@ -44,6 +44,25 @@ async def open_test_bus(
             await bus.connect()
         except ConnectionError as exc:
             pytest.skip(f"{exc}: start it with `rabbitmq-server -detached`")
+    elif kind == "nats":
+        from app.brokers.nats import NatsBus
+
+        bus = NatsBus(
+            "nats://127.0.0.1:4222",
+            namespace=namespace,
+            max_attempts=MAX_ATTEMPTS,
+            backoff=BACKOFF,
+            dead_letters=dead_letters,
+            delete_on_close=True,
+        )
+        try:
+            await bus.connect()
+        except ConnectionError as exc:
+            pytest.skip(
+                f"{exc}: start it with `start-stop-daemon --start --oknodo --background --exec "
+                "/usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server "
+                "-l /var/log/nats-server.log`"
+            )
     else:
         raise ValueError(f"no test bus for {kind!r} (namespace {namespace})")
     try:

@@ -19,6 +19,9 @@ class Settings:
     bus_url: str = "memory://"
     # names the broker's streams, exchanges and queues, so several deployments can share a broker
     bus_namespace: str = "eventcollab"
+    # NATS: seconds before an unacked delivery (its consumer died) is sent again; stream replicas
+    bus_ack_wait: float = 30.0
+    bus_replicas: int = 1
     # a URL for every module, or None: one SQLite file per module under data_dir
     database_url: str | None = None
     module_database_urls: Mapping[str, str] = field(default_factory=dict)
@@ -59,6 +62,8 @@ class Settings:
             modules=modules,
             bus_url=env.get("BUS_URL", base.bus_url),
             bus_namespace=env.get("BUS_NAMESPACE", base.bus_namespace),
+            bus_ack_wait=float(env.get("BUS_ACK_WAIT", base.bus_ack_wait)),
+            bus_replicas=int(env.get("BUS_REPLICAS", base.bus_replicas)),
             database_url=env.get("DATABASE_URL") or None,
             module_database_urls={
                 m: env[f"{m.upper()}_DATABASE_URL"] for m in MODULES if env.get(f"{m.upper()}_DATABASE_URL")

@@ -46,6 +46,18 @@ def make_bus(settings: Settings, dead_letters: DeadLetterSink, observers: Observ
             backoff=Backoff(settings.bus_backoff_base, settings.bus_backoff_cap),
             dead_letters=dead_letters,
         )
+    elif settings.bus_url.startswith(("nats://", "tls://")):
+        from app.brokers.nats import NatsBus
+
+        bus = NatsBus(
+            settings.bus_url,
+            namespace=settings.bus_namespace,
+            max_attempts=settings.bus_max_attempts,
+            backoff=Backoff(settings.bus_backoff_base, settings.bus_backoff_cap),
+            dead_letters=dead_letters,
+            ack_wait=settings.bus_ack_wait,
+            replicas=settings.bus_replicas,
+        )
     elif settings.bus_url.startswith(("amqp://", "amqps://")):
         from app.brokers.rabbitmq import RabbitBus
 

@@ -32,6 +32,13 @@ class Settings:
     idempotency_ttl_hours: float = 48.0
     max_body_bytes: int = 64 * 1024
     log_level: str = "info"
+    # security (app/auth.py): "on" unless a teaching walk-through says AUTH_MODE=off
+    auth_mode: str = "on"
+    auth_secret: str | None = None  # None: a random one kept in data_dir/auth-secret
+    token_ttl_seconds: int = 3600
+    auth_hash_concurrency: int = 4
+    login_rate_per_login: int = 10  # attempts a minute
+    login_rate_per_address: int = 100
     log_format: str = "json"  # json | console
     # the flow viewer's memory: flows kept (oldest dropped first; 0 = off) and hops kept per flow
     flows_max: int = 1000
@@ -75,6 +82,12 @@ class Settings:
             idempotency_ttl_hours=float(env.get("IDEMPOTENCY_TTL_HOURS", base.idempotency_ttl_hours)),
             max_body_bytes=int(env.get("MAX_BODY_BYTES", base.max_body_bytes)),
             log_level=env.get("LOG_LEVEL", base.log_level),
+            auth_mode=env.get("AUTH_MODE", base.auth_mode),
+            auth_secret=env.get("AUTH_SECRET") or None,
+            token_ttl_seconds=int(env.get("TOKEN_TTL_SECONDS", base.token_ttl_seconds)),
+            auth_hash_concurrency=int(env.get("AUTH_HASH_CONCURRENCY", base.auth_hash_concurrency)),
+            login_rate_per_login=int(env.get("LOGIN_RATE_PER_LOGIN", base.login_rate_per_login)),
+            login_rate_per_address=int(env.get("LOGIN_RATE_PER_ADDRESS", base.login_rate_per_address)),
             log_format=env.get("LOG_FORMAT", base.log_format),
             flows_max=int(env.get("FLOWS_MAX", base.flows_max)),
             flows_max_hops=int(env.get("FLOWS_MAX_HOPS", base.flows_max_hops)),

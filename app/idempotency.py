@@ -22,7 +22,7 @@ def idempotency_table(metadata: MetaData, module: str) -> Table:
     return Table(
         f"{module}_idempotency",
         metadata,
-        Column("scope", String(64), primary_key=True),
+        Column("scope", String(128), primary_key=True),  # "<endpoint>:<login>"
         Column("key", String(MAX_KEY), primary_key=True),
         Column("fingerprint", String(64), nullable=False),
         Column("resource_id", String(64), nullable=False),

@@ -14,6 +14,7 @@ from types import ModuleType
 from fastapi import FastAPI
 
 from app import admin, asyncapi, billing, docs_assets, flows, notifications, orders, person, problems, web
+from app.auth import Auth
 from app.bus import Backoff, Bus, DeadLetterSink, MemoryBus
 from app.chaos import Chaos, ChaosBus, CrashPoint
 from app.config import Settings
@@ -184,6 +185,14 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.system = system
+    app.state.auth = auth = Auth(settings)
+    if "person" in settings.modules:
+        # a token of a login that no longer exists is refused where the person module can tell
+
+        async def user_exists(login: str) -> bool:
+            return bool(await system.dbs["person"].query(person.service.exists, login))
+
+        auth.user_exists = user_exists
     problems.install(app)
     for name in settings.modules:
         app.include_router(MODULES[name].router)

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 
+from app.auth import CurrentLogin, require_self
 from app.billing import service
 from app.billing.schemas import Balance, OperationBody, OperationResult
 from app.db import Database
@@ -26,17 +27,19 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 @router.put("/account/operation", response_model=OperationResult, response_model_by_alias=True)
 async def account_operation(
-    body: OperationBody, db: BillingDb, idempotency_key: IdempotencyKey = None
+    body: OperationBody, db: BillingDb, current: CurrentLogin, idempotency_key: IdempotencyKey = None
 ) -> OperationResult:
-    """Deposit to or withdraw from an account."""
+    """Deposit to or withdraw from an account (your own)."""
+    require_self(current, body.login)
     key = check_key(idempotency_key)
     return await db.transact(service.apply_operation, body, key)
 
 
 @router.get("/account/", response_model=Balance, response_model_by_alias=True)
 @router.get("/account", response_model=Balance, response_model_by_alias=True, include_in_schema=False)
-async def get_account(db: BillingDb, login: LoginQuery = None) -> Balance:
-    """An account's balance."""
+async def get_account(db: BillingDb, current: CurrentLogin, login: LoginQuery = None) -> Balance:
+    """An account's balance (your own)."""
     if login is None:
         raise BadRequest("query parameter 'login' is required")
+    require_self(current, login)
     return await db.query(service.get_balance, login)

@@ -62,9 +62,11 @@ def open_account(uow: UnitOfWork, login: str) -> bool:
 
 def apply_operation(uow: UnitOfWork, body: OperationBody, key: str | None) -> OperationResult:
     operation_id = new_id()
+    # keys are per login: two users' "1" must not collide
+    scope = f"account_operation:{body.login}"
     if key is not None:
         fp = idempotency.fingerprint(body)
-        earlier = idempotency.claim(uow, messaging.idempotency, "account_operation", key, fp, operation_id)
+        earlier = idempotency.claim(uow, messaging.idempotency, scope, key, fp, operation_id)
         if earlier is not None:
             return OperationResult.model_validate(earlier.response)
     if body.operation == "deposit":
@@ -86,7 +88,7 @@ def apply_operation(uow: UnitOfWork, body: OperationBody, key: str | None) -> Op
         login=body.login, operation=body.operation, sum=body.sum, balance=balance, operation_id=operation_id
     )
     if key is not None:
-        idempotency.remember(uow, messaging.idempotency, "account_operation", key, 200, result.model_dump())
+        idempotency.remember(uow, messaging.idempotency, scope, key, 200, result.model_dump())
     return result
 
 

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from app.auth import CurrentLogin, require_self
 from app.db import Database
 from app.fields import LOGIN_PATTERN
 from app.notifications import service
@@ -25,10 +26,12 @@ NotificationsDb = Annotated[Database, Depends(_db)]
 @router.get("/notice/notices", response_model=Notices, response_model_by_alias=True, include_in_schema=False)
 async def get_notices(
     db: NotificationsDb,
+    current: CurrentLogin,
     login: Annotated[str | None, Query(pattern=LOGIN_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Notices:
     """A login's messages, oldest first (an unknown login has none)."""
     if login is None:
         raise BadRequest("query parameter 'login' is required")
+    require_self(current, login)
     return Notices(login=login, messages=await db.query(service.list_notices, login, limit))

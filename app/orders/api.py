@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import Response
 
+from app.auth import CurrentLogin, require_self
 from app.bus import new_id
 from app.config import Settings
 from app.db import Database
@@ -41,9 +42,14 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
     responses={202: {"model": OrderOut, "description": "Still pending: poll the Location"}},
 )
 async def create_order(
-    body: CreateOrder, db: OrdersDb, settings: AppSettings, idempotency_key: IdempotencyKey = None
+    body: CreateOrder,
+    db: OrdersDb,
+    settings: AppSettings,
+    current: CurrentLogin,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Create an order and answer once billing has paid or rejected it (202 if that takes too long)."""
+    require_self(current, body.login)
     key = check_key(idempotency_key)
     order_id = new_id()
     settled = db.signals.expect(order_id)
@@ -73,18 +79,26 @@ def _reply(order: OrderOut) -> Response:
 
 
 @router.get("/order/orders/{order_id}", response_model=OrderOut, response_model_by_alias=True)
-async def get_order(order_id: Annotated[str, Path(max_length=64)], db: OrdersDb) -> OrderOut:
-    """One order."""
-    return await db.query(service.get_order, order_id)
+async def get_order(
+    order_id: Annotated[str, Path(max_length=64)], db: OrdersDb, current: CurrentLogin
+) -> OrderOut:
+    """One of your orders."""
+    order = await db.query(service.get_order, order_id)
+    if current is not None and order.login != current:
+        # another user's order does not exist for you: 404, not 403, so ids cannot be probed
+        raise service.OrderNotFound(f"no order {order_id!r}")
+    return order
 
 
 @router.get("/order/orders", response_model=OrderList, response_model_by_alias=True)
 async def list_orders(
     db: OrdersDb,
+    current: CurrentLogin,
     login: Annotated[str | None, Query(pattern=LOGIN_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> OrderList:
     """A login's orders, newest first."""
     if login is None:
         raise BadRequest("query parameter 'login' is required")
+    require_self(current, login)
     return OrderList(orders=await db.query(service.list_orders, login, limit))

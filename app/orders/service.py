@@ -48,7 +48,9 @@ def create_order(uow: UnitOfWork, body: CreateOrder, order_id: str, key: str | N
     total = order_total(body)
     if key is not None:
         fp = idempotency.fingerprint(body)
-        earlier = idempotency.claim(uow, messaging.idempotency, "create_order", key, fp, order_id)
+        earlier = idempotency.claim(
+            uow, messaging.idempotency, f"create_order:{body.login}", key, fp, order_id
+        )
         if earlier is not None:
             return earlier.resource_id
     items = (

@@ -4,10 +4,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
 
+from app.auth import Auth, CurrentLogin, Unauthorized, require_self
 from app.db import Database
 from app.fields import LOGIN_PATTERN
 from app.person import service
-from app.person.schemas import Profile, Register
+from app.person.schemas import Credentials, Profile, Register, Token
 
 router = APIRouter(tags=["person"])
 
@@ -17,16 +18,42 @@ async def _db(request: Request) -> Database:
     return db
 
 
+async def _auth(request: Request) -> Auth:
+    auth: Auth = request.app.state.auth
+    return auth
+
+
 PersonDb = Annotated[Database, Depends(_db)]
+AppAuth = Annotated[Auth, Depends(_auth)]
 
 
 @router.post("/person/register", response_model=Profile, response_model_by_alias=True)
-async def register(body: Register, db: PersonDb) -> Profile:
+async def register(body: Register, db: PersonDb, auth: AppAuth) -> Profile:
     """Register a person; Billing opens their account when it hears of it."""
-    return Profile.model_validate(await db.transact(service.register, body))
+    password_hash = await auth.hash(body.password)
+    return Profile.model_validate(await db.transact(service.register, body, password_hash))
+
+
+@router.post(
+    "/person/login",
+    response_model=Token,
+    response_model_by_alias=True,
+    responses={401: {"description": "wrong login or password"}, 429: {"description": "too many attempts"}},
+)
+async def login(body: Credentials, request: Request, db: PersonDb, auth: AppAuth) -> Token:
+    """Exchange a login and password for a Bearer token."""
+    auth.limit_login(body.login, request.client.host if request.client else "unknown")
+    stored = await db.query(service.password_hash, body.login)
+    # one answer for an unknown login and a wrong password, after the same work
+    if not await auth.check_password(stored, body.password):
+        raise Unauthorized("wrong login or password")
+    return Token(access_token=auth.issue(body.login), expires_in=auth.ttl)
 
 
 @router.get("/person/persons/{login}", response_model=Profile, response_model_by_alias=True)
-async def get_person(login: Annotated[str, Path(pattern=LOGIN_PATTERN)], db: PersonDb) -> Profile:
-    """A person's profile."""
+async def get_person(
+    login: Annotated[str, Path(pattern=LOGIN_PATTERN)], db: PersonDb, current: CurrentLogin
+) -> Profile:
+    """A person's profile (your own)."""
+    require_self(current, login)
     return Profile.model_validate(await db.query(service.get_person, login))

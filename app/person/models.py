@@ -22,6 +22,7 @@ class Person(PersonTable, table=True):
     first_name: str | None = Field(default=None, max_length=100)
     last_name: str | None = Field(default=None, max_length=100)
     phone: str | None = Field(default=None, max_length=32)
+    password_hash: str | None = Field(default=None, max_length=255)  # argon2id; never leaves the module
     created_at: datetime = Field(sa_type=UtcDateTime)
 
 

@@ -10,6 +10,7 @@ from app.fields import Login
 
 Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$", max_length=254)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
 Phone = Annotated[str, StringConstraints(pattern=r"^\+?[0-9 ()-]{3,32}$")]
 
 
@@ -21,6 +22,22 @@ class Register(BaseModel):
     first_name: Name | None = None
     last_name: Name | None = None
     phone: Phone | None = None
+    password: Password
+
+
+class Credentials(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    login: Login
+    password: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class Token(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    access_token: str
+    token_type: str = "Bearer"
+    expires_in: int
 
 
 class Profile(BaseModel):

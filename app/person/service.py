@@ -12,8 +12,10 @@ from app.problems import Conflict, NotFound
 persons = Person.__table__  # type: ignore[attr-defined]
 
 
-def register(uow: UnitOfWork, body: Register) -> Person:
-    person = Person(id=new_id(), created_at=utcnow(), **body.model_dump())
+def register(uow: UnitOfWork, body: Register, password_hash: str) -> Person:
+    person = Person(
+        id=new_id(), created_at=utcnow(), password_hash=password_hash, **body.model_dump(exclude={"password"})
+    )
     # the unique login decides; no read-then-insert race between two registrations
     inserted = uow.conn.execute(uow.insert_ignore(persons), person.model_dump())
     if not inserted.rowcount:
@@ -29,6 +31,16 @@ def register(uow: UnitOfWork, body: Register) -> Person:
         subject=person.login,
     )
     return person
+
+
+def password_hash(conn: Connection, login: str) -> str | None:
+    """The stored hash, or None for an unknown login (the caller verifies against a decoy then)."""
+    row = conn.execute(select(persons.c.password_hash).where(persons.c.login == login)).first()
+    return None if row is None else row[0]
+
+
+def exists(conn: Connection, login: str) -> bool:
+    return conn.execute(select(persons.c.id).where(persons.c.login == login)).first() is not None
 
 
 def get_person(conn: Connection, login: str) -> Person:

@@ -7,26 +7,30 @@ from collections.abc import Awaitable, Callable
 import httpx
 
 from tests.conftest import new_login
+from tests.support.auth import PASSWORD, log_in
 from tests.support.poll import until
 
 
 async def walk_seed_scenario(client: httpx.AsyncClient) -> str:
     login = new_login("seed")
     # 1. register
-    r = await client.post("/person/register", json={"login": login, "email": f"{login}@example.com"})
+    r = await client.post(
+        "/person/register", json={"login": login, "email": f"{login}@example.com", "password": PASSWORD}
+    )
     assert r.status_code == 200, r.text
-    assert r.json()["login"] == login
+    assert r.json()["login"] == login and "password" not in r.text
+    auth = await log_in(client, login)
 
     # 2. billing opens the account and notification stores "account created" (via the bus)
     async def account_open() -> bool:
-        return (await client.get("/account/", params={"login": login})).status_code == 200
+        return (await client.get("/account/", params={"login": login}, headers=auth)).status_code == 200
 
     await until(account_open)
-    balance = (await client.get("/account/", params={"login": login})).json()
+    balance = (await client.get("/account/", params={"login": login}, headers=auth)).json()
     assert balance["balance"] == 0
 
     async def notices() -> list[dict[str, object]]:
-        r = await client.get("/notice/notices/", params={"login": login})
+        r = await client.get("/notice/notices/", params={"login": login}, headers=auth)
         assert r.status_code == 200
         messages: list[dict[str, object]] = r.json()["messages"]
         return messages
@@ -35,20 +39,20 @@ async def walk_seed_scenario(client: httpx.AsyncClient) -> str:
 
     # 3. deposit
     r = await client.put(
-        "/account/operation", json={"login": login, "operation": "deposit", "sum": "1000.00"}
+        "/account/operation", json={"login": login, "operation": "deposit", "sum": "1000.00"}, headers=auth
     )
     assert r.status_code == 200, r.text
     assert r.json()["balance"] == 1000
 
     # 4. affordable order: the reply comes only after billing paid it
-    r = await client.post("/order/createOrder", json={"login": login, "price": 300})
+    r = await client.post("/order/createOrder", json={"login": login, "price": 300}, headers=auth)
     assert r.status_code == 200, r.text
     order = r.json()
     assert (order["isPaid"], order["status"], order["reason"]) == (True, "paid", None)
     assert order["price"] == 300 and order["settledAt"]
 
     # 5. balance decreased
-    r = await client.get("/account/", params={"login": login})
+    r = await client.get("/account/", params={"login": login}, headers=auth)
     assert r.json()["balance"] == 700
 
     # 6. notices so far
@@ -58,7 +62,7 @@ async def walk_seed_scenario(client: httpx.AsyncClient) -> str:
     assert paid_note["orderId"] == order["id"]
 
     # 7. unaffordable order: rejected, balance unchanged
-    r = await client.post("/order/createOrder", json={"login": login, "price": 5000})
+    r = await client.post("/order/createOrder", json={"login": login, "price": 5000}, headers=auth)
     assert r.status_code == 200, r.text
     rejected = r.json()
     assert (rejected["isPaid"], rejected["status"], rejected["reason"]) == (
@@ -66,7 +70,7 @@ async def walk_seed_scenario(client: httpx.AsyncClient) -> str:
         "rejected",
         "insufficient_funds",
     )
-    assert (await client.get("/account/", params={"login": login})).json()["balance"] == 700
+    assert (await client.get("/account/", params={"login": login}, headers=auth)).json()["balance"] == 700
 
     # 8. the insufficient-funds message is there too
     await until(_has(notices, ["account_created", "payment_succeeded", "payment_failed"]))

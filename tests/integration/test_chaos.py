@@ -12,6 +12,7 @@ from app.chaos import Chaos, ChaosBus
 from app.config import Settings
 from app.main import create_app
 from tests.conftest import new_login
+from tests.support.auth import sign_up
 from tests.support.poll import until
 
 pytestmark = pytest.mark.slow
@@ -36,7 +37,14 @@ def test_a_bad_chaos_spec_is_refused(spec: str) -> None:
 
 
 async def test_2000_orders_under_chaos_end_terminal_with_clean_invariants(settings: Settings) -> None:
-    app = create_app(settings.with_(bus_chaos=CHAOS, bus_max_attempts=25, order_reply_timeout=10.0))
+    app = create_app(
+        settings.with_(
+            bus_chaos=CHAOS,
+            bus_max_attempts=25,
+            order_reply_timeout=10.0,
+            login_rate_per_address=10_000,  # every user logs in from this one test address
+        )
+    )
     rng = random.Random(42)
     async with app.router.lifespan_context(app):
         bus = app.state.system.bus
@@ -44,17 +52,18 @@ async def test_2000_orders_under_chaos_end_terminal_with_clean_invariants(settin
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=30) as client:
             logins = [new_login("chaos") for _ in range(USERS)]
-            for login in logins:
-                r = await client.post("/person/register", json={"login": login, "email": f"{login}@x.io"})
-                assert r.status_code == 200
+            auth = dict(await asyncio.gather(*(sign_up(client, login) for login in logins)))
 
             async def funded(login: str) -> None:
                 async def opened() -> bool:
-                    return (await client.get("/account/", params={"login": login})).status_code == 200
+                    r = await client.get("/account/", params={"login": login}, headers=auth[login])
+                    return r.status_code == 200
 
                 await until(opened, timeout=20)
                 r = await client.put(
-                    "/account/operation", json={"login": login, "operation": "deposit", "sum": 500}
+                    "/account/operation",
+                    json={"login": login, "operation": "deposit", "sum": 500},
+                    headers=auth[login],
                 )
                 assert r.status_code == 200
 
@@ -64,8 +73,9 @@ async def test_2000_orders_under_chaos_end_terminal_with_clean_invariants(settin
 
             async def order(i: int) -> None:
                 async with limit:
-                    body = {"login": logins[i % USERS], "price": rng.choice([10, 40, 90])}
-                    r = await client.post("/order/createOrder", json=body)
+                    login = logins[i % USERS]
+                    body = {"login": login, "price": rng.choice([10, 40, 90])}
+                    r = await client.post("/order/createOrder", json=body, headers=auth[login])
                     statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
 
             await asyncio.gather(*(order(i) for i in range(ORDERS)))

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import new_login
+from tests.support.auth import PASSWORD, bearer
 from tests.support.poll import until
 from tests.support.server import Server
 
@@ -31,7 +32,12 @@ class Supervisor:
     """Keeps one server process alive on a fixed port, restarting it whenever it dies."""
 
     def __init__(self, data: Path) -> None:
-        self.server = Server(data, env={"CRASH_AT": "after_commit:0.001", "ORDER_REPLY_TIMEOUT": "5"})
+        env = {
+            "CRASH_AT": "after_commit:0.001",
+            "ORDER_REPLY_TIMEOUT": "5",
+            "LOGIN_RATE_PER_ADDRESS": "10000",
+        }
+        self.server = Server(data, env=env)
         self.starts = 0
         self.failed_starts = 0
         self.kills = 0
@@ -66,13 +72,15 @@ class Supervisor:
         self._stop.set()
 
 
-async def _answer(client: httpx.AsyncClient, key: str, body: dict[str, object]) -> httpx.Response:
+async def _answer(
+    client: httpx.AsyncClient, auth: dict[str, str], key: str, body: dict[str, object]
+) -> httpx.Response:
     # a client that loses its connection retries the same request with the same key, for a bounded time
     deadline = time.monotonic() + 90
     last: object = None
     while True:
         try:
-            r = await client.post("/order/createOrder", json=body, headers={"Idempotency-Key": key})
+            r = await client.post("/order/createOrder", json=body, headers={**auth, "Idempotency-Key": key})
             if r.status_code in (200, 202):
                 return r
             last = f"{r.status_code} {r.text}"
@@ -93,19 +101,29 @@ async def test_repeated_kill_9_and_crashes_between_commit_and_publish_lose_nothi
         await until(lambda: supervisor.starts >= 1, timeout=30)
         base = supervisor.server.base_url
         async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            auth: dict[str, dict[str, str]] = {}
             for login in logins:
                 await _retry(
                     lambda login=login: client.post(
-                        "/person/register", json={"login": login, "email": f"{login}@x.io"}
+                        "/person/register",
+                        json={"login": login, "email": f"{login}@x.io", "password": PASSWORD},
                     ),
                     ok=(200, 409),
                 )
+                # the token outlives the restarts: the signing secret is kept in the data dir
+                token = await _retry(
+                    lambda login=login: client.post(
+                        "/person/login", json={"login": login, "password": PASSWORD}
+                    ),
+                    ok=(200,),
+                )
+                auth[login] = bearer(token.json()["accessToken"])
             for login in logins:
                 await _retry(
                     lambda login=login: client.put(
                         "/account/operation",
                         json={"login": login, "operation": "deposit", "sum": 2000},
-                        headers={"Idempotency-Key": f"fund-{login}"},
+                        headers={**auth[login], "Idempotency-Key": f"fund-{login}"},
                     ),
                     ok=(200,),
                 )
@@ -117,7 +135,7 @@ async def test_repeated_kill_9_and_crashes_between_commit_and_publish_lose_nothi
 
             async def one(key: str, body: dict[str, object]) -> httpx.Response:
                 async with limit:
-                    return await _answer(client, key, body)
+                    return await _answer(client, auth[str(body["login"])], key, body)
 
             answers = await asyncio.gather(*(one(k, b) for k, b in requests))
             assert len({a.json()["id"] for a in answers}) == ORDERS, "one order per key"

@@ -10,6 +10,7 @@ from app.bus import Envelope
 from app.config import Settings
 from app.main import create_app
 from tests.e2e.seed import walk_seed_scenario
+from tests.support.auth import sign_up
 from tests.support.poll import until
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -129,7 +130,8 @@ async def test_a_reply_timeout_is_counted_as_pending(settings: Settings) -> None
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            r = await client.post("/order/createOrder", json={"login": "nobody1", "price": 10})
+            login, auth = await sign_up(client, prefix="nobody")
+            r = await client.post("/order/createOrder", json={"login": login, "price": 10}, headers=auth)
             assert r.status_code == 202, r.text
             s = await scrape(client)
             assert value(s, "orders_create_outcomes_total", outcome="pending") == 1

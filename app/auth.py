@@ -167,4 +167,4 @@ CurrentLogin = Annotated[str | None, Depends(current_login)]
 def require_self(current: str | None, login: str) -> None:
     """403 unless the token is ``login``'s (or auth is off)."""
     if current is not None and current != login:
-        raise Forbidden(f"the token is not {login!r}'s")
+        raise Forbidden(f"this token is not for login {login!r}: you may only use your own")

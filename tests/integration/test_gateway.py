@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from app.gateway import ProxyRoute, create_gateway, match, parse
-from tests.conftest import new_login
+from tests.support.auth import sign_up
 from tests.support.poll import until
 from tests.support.server import Server, free_port
 
@@ -170,8 +171,10 @@ async def test_an_upstream_too_slow_gives_a_504_problem(echo: str) -> None:
 
 @pytest.fixture
 def modules(tmp_path: Path) -> Iterator[dict[str, Server]]:
-    """person and billing, each alone in its own ``python -m app`` process."""
-    servers = {m: Server(tmp_path / m, env={"MODULES": m}) for m in ("person", "billing")}
+    """person and billing, each alone in its own ``python -m app`` process, sharing one AUTH_SECRET so
+    billing accepts the tokens person signs."""
+    env = {"AUTH_SECRET": secrets.token_urlsafe(32)}
+    servers = {m: Server(tmp_path / m, env={**env, "MODULES": m}) for m in ("person", "billing")}
     try:
         for server in servers.values():
             server.start()
@@ -190,23 +193,22 @@ def seed_routes(servers: dict[str, Server]) -> list[ProxyRoute]:
 
 @pytest.mark.slow
 async def test_seed_paths_reach_the_module_process_that_serves_them(modules: dict[str, Server]) -> None:
-    login = new_login("gw")
     async with (
         serving(create_gateway(seed_routes(modules))) as base,
         httpx.AsyncClient(base_url=base) as client,
         httpx.AsyncClient(base_url=modules["billing"].base_url) as billing,
     ):
-        r = await client.post("/person/register", json={"login": login, "email": f"{login}@example.com"})
-        assert r.status_code == 200, r.text
-        r = await client.get(f"/person/persons/{login}")
+        login, auth = await sign_up(client, prefix="gw")
+        r = await client.get(f"/person/persons/{login}", headers=auth)
         assert (r.status_code, r.json()["login"]) == (200, login)
         # no bus between the processes: billing never heard of the person, and says so itself
         via, direct = (
-            await client.get("/account/", params={"login": login}),
-            await billing.get("/account/", params={"login": login}),
+            await client.get("/account/", params={"login": login}, headers=auth),
+            await billing.get("/account/", params={"login": login}, headers=auth),
         )
         assert (via.status_code, via.json()) == (direct.status_code, direct.json())
-        r = await client.get("/account/")
+        assert via.status_code == 404, via.text  # person's token was good at billing: not a 401
+        r = await client.get("/account/", headers=auth)
         assert r.json()["detail"] == "query parameter 'login' is required"
         ready = await client.get("/health/ready")
         assert ready.status_code == 200
@@ -233,5 +235,7 @@ async def test_a_stopped_upstream_gives_a_502_problem_and_an_unready_gateway(
             modules["person"].base_url: True,
             modules["billing"].base_url: False,
         }
-        r = await client.get(f"/person/persons/{new_login('gw')}")
-        assert r.json()["title"] == "Person not found"  # person still answers itself
+        # person still answers itself (a profile needs its owner's token now, so sign one up)
+        login, auth = await sign_up(client, prefix="gw")
+        r = await client.get(f"/person/persons/{login}", headers=auth)
+        assert (r.status_code, r.json()["login"]) == (200, login)

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -40,6 +41,9 @@ class Topology:
     run_dir: Path = Path(".run")
     port_offset: int = 0
     extra_env: dict[str, str] = field(default_factory=dict)
+    # one signing secret for every process of this topology: a token person issues must be good at
+    # every replica; a fresh one per topology, so tokens of an earlier run are not
+    auth_secret: str = field(default_factory=lambda: secrets.token_urlsafe(48), repr=False)
     broker: str = ""
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -56,6 +60,7 @@ class Topology:
             "BUS_URL": self.bus_url,
             "BUS_NAMESPACE": self.namespace,
             "DATABASE_URL": self.database_url,
+            "AUTH_SECRET": self.auth_secret,
             "LOG_LEVEL": os.environ.get("LOG_LEVEL", "warning"),
             **self.extra_env,
         }
@@ -206,6 +211,8 @@ def main(argv: list[str] | None = None) -> None:
     if pidfile.exists() and any(_alive(pid) for pid in json.loads(pidfile.read_text()).values()):
         sys.exit("already up: run `make down` first")
     t = Topology(a.bus_url, a.database_url, a.namespace, a.port, a.run_dir)
+    if os.environ.get("AUTH_SECRET"):  # an operator's secret wins: tokens then survive a `make down; make up`
+        t.auth_secret = os.environ["AUTH_SECRET"]
     print(f"starting {sum(len(p) for p, _ in LAYOUT.values())} module processes and the gateway")
     print(f"  bus {a.bus_url}\n  database {a.database_url}")
     t.start()

@@ -16,10 +16,12 @@ import httpx
 import pytest
 
 from app.topology import LAYOUT, Topology
-from tests.conftest import new_login
 from tests.distributed.conftest import NATS_START
 from tests.e2e.seed import walk_seed_scenario
+from tests.support.auth import sign_up
 from tests.support.poll import until
+
+Auth = dict[str, str]
 
 pytestmark = pytest.mark.slow
 
@@ -28,25 +30,34 @@ def client(t: Topology) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=t.base_url, timeout=30, trust_env=False)
 
 
-async def funded(c: httpx.AsyncClient, amount: int) -> str:
-    login = new_login("dist")
-    assert (
-        await c.post("/person/register", json={"login": login, "email": f"{login}@x.io"})
-    ).status_code == 200
+async def funded(c: httpx.AsyncClient, amount: int) -> tuple[str, Auth]:
+    """A user signed up through the gateway (person signs the token; billing and orders, other
+    processes, accept it because the topology gives them one AUTH_SECRET), its account funded."""
+    login, auth = await sign_up(c, prefix="dist")
 
     async def opened() -> bool:
-        return (await c.get("/account/", params={"login": login})).status_code == 200
+        return (await c.get("/account/", params={"login": login}, headers=auth)).status_code == 200
 
     await until(opened, timeout=20)
-    r = await c.put("/account/operation", json={"login": login, "operation": "deposit", "sum": amount})
+    r = await c.put(
+        "/account/operation", json={"login": login, "operation": "deposit", "sum": amount}, headers=auth
+    )
     assert r.status_code == 200, r.text
-    return login
+    return login, auth
 
 
-async def settled(c: httpx.AsyncClient, login: str, n: int, timeout: float = 60) -> list[dict[str, object]]:
+async def balance(c: httpx.AsyncClient, login: str, auth: Auth) -> object:
+    r = await c.get("/account/", params={"login": login}, headers=auth)
+    assert r.status_code == 200, r.text
+    return r.json()["balance"]
+
+
+async def settled(
+    c: httpx.AsyncClient, login: str, auth: Auth, n: int, timeout: float = 60
+) -> list[dict[str, object]]:
     async def done() -> list[dict[str, object]] | None:
         orders: list[dict[str, object]] = (
-            await c.get("/order/orders", params={"login": login, "limit": 1000})
+            await c.get("/order/orders", params={"login": login, "limit": 1000}, headers=auth)
         ).json()["orders"]
         return orders if len(orders) == n and all(o["status"] != "pending" for o in orders) else None
 
@@ -61,42 +72,47 @@ async def test_seed_scenario_through_the_gateway(topology: Topology) -> None:
 
 async def test_50_concurrent_orders_against_10_affordable_pay_exactly_10(topology: Topology) -> None:
     async with client(topology) as c:
-        login = await funded(c, 1000)
+        login, auth = await funded(c, 1000)
         replies = await asyncio.gather(
-            *(c.post("/order/createOrder", json={"login": login, "price": 100}) for _ in range(50))
+            *(
+                c.post("/order/createOrder", json={"login": login, "price": 100}, headers=auth)
+                for _ in range(50)
+            )
         )
         assert {r.status_code for r in replies} <= {200, 202}
-        orders = await settled(c, login, 50)
+        orders = await settled(c, login, auth, 50)
         assert sum(o["status"] == "paid" for o in orders) == 10
-        assert (await c.get("/account/", params={"login": login})).json()["balance"] == 0
+        assert await balance(c, login, auth) == 0
 
 
 async def test_concurrent_retries_with_one_key_charge_once(topology: Topology) -> None:
     async with client(topology) as c:
-        login = await funded(c, 500)
+        login, auth = await funded(c, 500)
         key = uuid4().hex
         replies = await asyncio.gather(
             *(
                 c.post(
-                    "/order/createOrder", json={"login": login, "price": 70}, headers={"Idempotency-Key": key}
+                    "/order/createOrder",
+                    json={"login": login, "price": 70},
+                    headers={**auth, "Idempotency-Key": key},
                 )
                 for _ in range(10)
             )
         )
         assert len({r.json()["id"] for r in replies}) == 1
-        await settled(c, login, 1)
-        assert (await c.get("/account/", params={"login": login})).json()["balance"] == 430
+        await settled(c, login, auth, 1)
+        assert await balance(c, login, auth) == 430
 
 
 async def test_kill_9_of_a_billing_replica_mid_flow_loses_nothing(topology: Topology) -> None:
     async with client(topology) as c:
-        login = await funded(c, 10_000)
+        login, auth = await funded(c, 10_000)
         victim = f"billing-{topology.port(LAYOUT['billing'][0][0])}"
         answered = 0
 
         async def order() -> None:
             nonlocal answered
-            r = await c.post("/order/createOrder", json={"login": login, "price": 30})
+            r = await c.post("/order/createOrder", json={"login": login, "price": 30}, headers=auth)
             assert r.status_code in (200, 202), r.text
             answered += 1
 
@@ -104,10 +120,10 @@ async def test_kill_9_of_a_billing_replica_mid_flow_loses_nothing(topology: Topo
         await until(lambda: answered >= 15, timeout=30)
         os.kill(topology.procs[victim].pid, signal.SIGKILL)
         await asyncio.gather(*tasks)
-        orders = await settled(c, login, 120)
+        orders = await settled(c, login, auth, 120)
         paid = sum(o["status"] == "paid" for o in orders)
         assert paid == 120
-        assert (await c.get("/account/", params={"login": login})).json()["balance"] == 10_000 - 30 * 120
+        assert await balance(c, login, auth) == 10_000 - 30 * 120
         topology.start_replica("billing", topology.port(LAYOUT["billing"][0][0]))
         topology.wait_ready(timeout=30)
 
@@ -130,7 +146,7 @@ async def test_a_broker_restart_mid_flow_loses_nothing_and_applies_nothing_twice
     if not shutil.which("rabbitmqctl" if topology.broker == "rabbitmq" else "pkill"):
         pytest.skip("no tool to restart the broker here")
     async with client(topology) as c:
-        login = await funded(c, 10_000)
+        login, auth = await funded(c, 10_000)
         key = [uuid4().hex for _ in range(100)]
         answered: dict[str, str] = {}
 
@@ -141,7 +157,7 @@ async def test_a_broker_restart_mid_flow_loses_nothing_and_applies_nothing_twice
                     r = await c.post(
                         "/order/createOrder",
                         json={"login": login, "price": 20},
-                        headers={"Idempotency-Key": k},
+                        headers={**auth, "Idempotency-Key": k},
                     )
                     if r.status_code in (200, 202):
                         answered[k] = r.json()["id"]
@@ -155,10 +171,12 @@ async def test_a_broker_restart_mid_flow_loses_nothing_and_applies_nothing_twice
         await asyncio.to_thread(restart_broker, topology.broker)
         await asyncio.gather(*tasks)
         assert len(answered) == 100 and len(set(answered.values())) == 100
-        orders = await settled(c, login, 100, timeout=90)
+        orders = await settled(c, login, auth, 100, timeout=90)
         assert all(o["status"] == "paid" for o in orders)
-        assert (await c.get("/account/", params={"login": login})).json()["balance"] == 10_000 - 20 * 100
-        notes = (await c.get("/notice/notices/", params={"login": login, "limit": 1000})).json()["messages"]
+        assert await balance(c, login, auth) == 10_000 - 20 * 100
+        notes = (
+            await c.get("/notice/notices/", params={"login": login, "limit": 1000}, headers=auth)
+        ).json()["messages"]
         assert len(notes) == 101
 
 

@@ -66,7 +66,13 @@ def test_the_page_walks_the_seed_and_draws_each_flow(page: Page) -> None:
     run_step(page, "register", "200")
     expect(diagram).to_contain_text("POST /person/register")
     expect(diagram).to_contain_text("billing.account_created.v1")
-    # billing opened the account when person.registered.v1 reached it: the page learns it over SSE
+    # no token yet: the account is not the page's to read
+    expect(page.locator("#balance")).to_have_text("—")
+
+    run_step(page, "login", "200 ")
+    expect(page.locator('#steps li[data-step="login"] .result')).to_contain_text("Bearer token for 3600 s")
+    expect(diagram).to_contain_text("POST /person/login")
+    # billing opened the account when person.registered.v1 reached it: the page reads it with the token
     expect(page.locator("#balance")).to_have_text("0.00")
 
     run_step(page, "deposit", "balance 1000.00")

@@ -5,13 +5,21 @@ const $ = (selector) => document.querySelector(selector);
 
 const state = {
   login: "",
+  password: "", // random per login: the page registers with it, then logs in with it
+  token: "", // the Bearer token from the "Log in" step; kept in memory only
   current: "", // the correlation id whose flow is drawn
   stepOf: new Map(), // correlation id -> step name, for the flows this page started
 };
 
-// The seed's steps: each is one HTTP request, sent with its own X-Correlation-ID.
+// The seed's steps: each is one HTTP request, sent with its own X-Correlation-ID (and the Bearer
+// token, once the "Log in" step has one).
 const STEPS = {
-  register: (login) => ["POST", "/person/register", { login, email: `${login}@example.com` }],
+  register: (login, password) => [
+    "POST",
+    "/person/register",
+    { login, email: `${login}@example.com`, password },
+  ],
+  login: (login, password) => ["POST", "/person/login", { login, password }],
   deposit: (login) => ["PUT", "/account/operation", { login, operation: "deposit", sum: "1000.00" }],
   order: (login) => ["POST", "/order/createOrder", { login, price: 300 }],
   balance: (login) => ["GET", `/account/?login=${login}`],
@@ -39,8 +47,13 @@ function debounce(work, wait) {
   };
 }
 
+// Every per-user endpoint wants "Authorization: Bearer <token>"; before "Log in" there is none.
+function authorization() {
+  return state.token ? { Authorization: `Bearer ${state.token}` } : {};
+}
+
 async function getJson(path) {
-  const response = await fetch(path);
+  const response = await fetch(path, { headers: authorization() });
   return response.ok ? response.json() : null;
 }
 
@@ -48,7 +61,7 @@ async function getJson(path) {
 
 async function runStep(item) {
   const name = item.dataset.step;
-  const [method, path, body] = STEPS[name](state.login);
+  const [method, path, body] = STEPS[name](state.login, state.password);
   const cid = `ui-${name}-${randomHex(12)}`;
   const result = item.querySelector(".result");
   state.stepOf.set(cid, name);
@@ -59,11 +72,12 @@ async function runStep(item) {
   const started = performance.now();
   const response = await fetch(path, {
     method,
-    headers: { "Content-Type": "application/json", "X-Correlation-ID": cid },
+    headers: { "Content-Type": "application/json", "X-Correlation-ID": cid, ...authorization() },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const ms = Math.round(performance.now() - started);
   const reply = await response.json().catch(() => ({}));
+  if (name === "login" && response.ok) state.token = reply.accessToken;
   result.textContent = `${response.status} · ${ms} ms · ${summarize(name, reply)}`;
   result.className = response.ok ? "result ok" : "result failed";
   item.classList.add("done");
@@ -72,6 +86,7 @@ async function runStep(item) {
 }
 
 function summarize(name, reply) {
+  if (reply.accessToken) return `${reply.tokenType} token for ${reply.expiresIn} s`;
   if (reply.status && reply.isPaid !== undefined) {
     return reply.isPaid ? `paid` : `${reply.status} (${reply.reason})`;
   }
@@ -192,6 +207,8 @@ function listen() {
 
 function newLogin() {
   state.login = `student-${randomHex(12)}`;
+  state.password = randomHex(24);
+  state.token = "";
   $("#login").textContent = state.login;
   for (const item of document.querySelectorAll("#steps li")) {
     item.classList.remove("done");

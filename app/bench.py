@@ -4,7 +4,9 @@ Each of N clients sends an order, waits for its final answer (a 202 is followed 
 Location until the order is paid or rejected, all counted in its latency), then sends the next. The
 same clients first time the bare ``GET /health/live`` of the same server, so the ratio between the two
 says how much of the server's capacity the order flow keeps. Without ``--base-url`` it starts its own
-``python -m app`` on a free port with a fresh data directory and stops it at the end.
+``python -m app`` on a free port with a fresh data directory and stops it at the end. Each client is
+its own user, registered with a password and logged in before the clock starts; every request after
+that carries its Bearer token.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import contextlib
 import itertools
 import os
 import platform
+import secrets
 import shutil
 import signal
 import socket
@@ -50,7 +53,9 @@ REQUEST_TIMEOUT = 30.0
 SETTLE_TIMEOUT = 30.0  # a 202 answer must settle within this, polled every SETTLE_POLL
 SETTLE_POLL = 0.02
 READY_TIMEOUT = 30.0
+LOGIN_WAIT_CAP = 120.0  # a rate-limited login is retried after its Retry-After, for at most this long
 JSON_HEADERS = {"Content-Type": "application/json"}
+Headers = dict[str, str]
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -147,8 +152,9 @@ class Stats:
 class OwnServer:
     """``python -m app`` on a free 127.0.0.1 port over a fresh data directory; its RSS sampled."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, clients: int) -> None:
         self.data_dir = data_dir
+        self.clients = clients
         self.port = _free_port()
         self.proc: asyncio.subprocess.Process | None = None
         self.rss_max_kib = 0
@@ -165,7 +171,14 @@ class OwnServer:
             self.proc = await asyncio.create_subprocess_exec(
                 *(sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(self.port)),
                 *("--data-dir", str(self.data_dir)),
-                env={**env, "LOG_LEVEL": "warning", "ACCESS_LOG": "0"},
+                env={
+                    **env,
+                    "LOG_LEVEL": "warning",
+                    "ACCESS_LOG": "0",
+                    # every client logs in once from this one address: the default 100 a minute is for
+                    # guessing passwords, not for setting up a benchmark
+                    "LOGIN_RATE_PER_ADDRESS": str(max(100, 2 * self.clients)),
+                },
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -207,7 +220,7 @@ async def run(cfg: Config) -> tuple[dict[str, Any], dict[str, Any]]:
     (the ``--json`` object) and the two histograms."""
     load_before = _load_average()
     data_dir = None if cfg.base_url else Path(tempfile.mkdtemp(prefix="eventcollab-bench-"))
-    own = OwnServer(data_dir) if data_dir else None
+    own = OwnServer(data_dir, cfg.clients) if data_dir else None
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
     bare, orders = Stats(), Stats()
     settle: dict[str, Any] = {}
@@ -220,10 +233,10 @@ async def run(cfg: Config) -> tuple[dict[str, Any], dict[str, Any]]:
                 sampler = asyncio.create_task(own.sample_rss())
             base = own.base_url if own else str(cfg.base_url)
             cpu = own.cpu_seconds if own else lambda: None
-            logins = await _prepare(session, base, cfg.clients)
+            users = await _prepare(session, base, cfg.clients)
             count = cfg.orders if cfg.orders is not None else None
             await _phase("bare", cfg, count, cfg.bare_duration, bare, cpu, _bare_step(session, base, bare))
-            step = _order_step(session, base, logins, cfg.unaffordable, orders)
+            step = _order_step(session, base, users, cfg.unaffordable, orders)
             await _phase("orders", cfg, count, cfg.duration, orders, cpu, step)
             settle = await _drain(session, base)
             if own is None:
@@ -244,18 +257,27 @@ async def run(cfg: Config) -> tuple[dict[str, Any], dict[str, Any]]:
     return summary, {"createOrder": orders.hist, "GET /health/live": bare.hist}
 
 
-async def _prepare(session: aiohttp.ClientSession, base: str, clients: int) -> list[str]:
-    """One user per client: registered, its account open (polled), and a deposit no run can spend."""
+@dataclass(frozen=True, slots=True)
+class User:
+    login: str
+    headers: Headers  # JSON content type and the Bearer token
+
+
+async def _prepare(session: aiohttp.ClientSession, base: str, clients: int) -> list[User]:
+    """One user per client: registered, logged in, its account open (polled), and a deposit no run
+    can spend."""
     run_id = uuid4().hex[:8]
+    password = secrets.token_urlsafe(18)  # one per run: the users live only as long as the run cares
     logins = [f"bench-{run_id}-{i:04d}" for i in range(clients)]
     started = time.monotonic()
 
-    async def one(login: str) -> None:
-        body = {"login": login, "email": f"{login}@bench.example"}
+    async def one(login: str) -> User:
+        body = {"login": login, "email": f"{login}@bench.example", "password": password}
         await _expect_ok(session, "POST", base + "/person/register", body)
+        headers = {**JSON_HEADERS, "Authorization": f"Bearer {await _log_in(session, base, login, password)}"}
         deadline = time.monotonic() + READY_TIMEOUT
         while True:
-            async with session.get(base + "/account/", params={"login": login}) as r:
+            async with session.get(base + "/account/", params={"login": login}, headers=headers) as r:
                 await r.read()
                 if r.status == 200:
                     break
@@ -263,15 +285,44 @@ async def _prepare(session: aiohttp.ClientSession, base: str, clients: int) -> l
                 raise BenchError(f"no account for {login} after {READY_TIMEOUT:.0f}s")
             await asyncio.sleep(0.02)
         deposit = {"login": login, "operation": "deposit", "sum": DEPOSIT}
-        await _expect_ok(session, "PUT", base + "/account/operation", deposit)
+        await _expect_ok(session, "PUT", base + "/account/operation", deposit, headers)
+        return User(login, headers)
 
-    await asyncio.gather(*(one(login) for login in logins))
-    print(f"{clients} users registered, accounts open and funded in {time.monotonic() - started:.2f}s")
-    return logins
+    users = await asyncio.gather(*(one(login) for login in logins))
+    took = time.monotonic() - started
+    print(f"{clients} users registered, logged in, accounts open and funded in {took:.2f}s")
+    return list(users)
 
 
-async def _expect_ok(session: aiohttp.ClientSession, method: str, url: str, body: dict[str, Any]) -> None:
-    async with session.request(method, url, data=orjson.dumps(body), headers=JSON_HEADERS) as r:
+async def _log_in(session: aiohttp.ClientSession, base: str, login: str, password: str) -> str:
+    """The user's access token. A 429 (a server with its default login limits) is waited out as its
+    Retry-After says, for at most LOGIN_WAIT_CAP seconds in all."""
+    url = base + "/person/login"
+    body = orjson.dumps({"login": login, "password": password})
+    deadline = time.monotonic() + LOGIN_WAIT_CAP
+    while True:
+        async with session.post(url, data=body, headers=JSON_HEADERS) as r:
+            raw, status, retry_after = await r.read(), r.status, r.headers.get("Retry-After", "1")
+        if status == 200:
+            token: str = orjson.loads(raw)["accessToken"]
+            return token
+        wait = float(retry_after) if retry_after.isdigit() else 1.0
+        if status != 429 or time.monotonic() + wait > deadline:
+            hint = (
+                " (raise the server's LOGIN_RATE_PER_ADDRESS for this many clients)" if status == 429 else ""
+            )
+            raise BenchError(f"POST {url} answered {status}{hint}: {raw[:300].decode(errors='replace')}")
+        await asyncio.sleep(wait)
+
+
+async def _expect_ok(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    body: dict[str, Any],
+    headers: Headers = JSON_HEADERS,
+) -> None:
+    async with session.request(method, url, data=orjson.dumps(body), headers=headers) as r:
         text = await r.text()
         if r.status != 200:
             raise BenchError(f"{method} {url} answered {r.status}: {text[:300]}")
@@ -369,7 +420,7 @@ class _Failed(Exception):
 
 
 def _order_step(
-    session: aiohttp.ClientSession, base: str, logins: list[str], unaffordable: Fraction, stats: Stats
+    session: aiohttp.ClientSession, base: str, users: list[User], unaffordable: Fraction, stats: Stats
 ) -> Step:
     url = base + "/order/createOrder"
 
@@ -377,16 +428,15 @@ def _order_step(
         # order i is unaffordable when the running share crosses an integer: exact, spread evenly
         broke = int((i + 1) * unaffordable) > int(i * unaffordable)
         expected = "rejected" if broke else "paid"
-        body = orjson.dumps(
-            {"login": logins[client], "price": UNAFFORDABLE_PRICE if broke else AFFORDABLE_PRICE}
-        )
+        user = users[client]
+        body = orjson.dumps({"login": user.login, "price": UNAFFORDABLE_PRICE if broke else AFFORDABLE_PRICE})
         t0 = time.perf_counter_ns()
         try:
-            async with session.post(url, data=body, headers=JSON_HEADERS) as r:
+            async with session.post(url, data=body, headers=user.headers) as r:
                 raw, status, location = await r.read(), r.status, r.headers.get("Location")
             if status == 202:
                 stats.outcomes["answered_202"] += 1
-                order = await _settle(session, base, location)
+                order = await _settle(session, base, location, user.headers)
             elif status == 200:
                 order = orjson.loads(raw)
             else:
@@ -405,12 +455,14 @@ def _order_step(
     return step
 
 
-async def _settle(session: aiohttp.ClientSession, base: str, location: str | None) -> dict[str, Any]:
+async def _settle(
+    session: aiohttp.ClientSession, base: str, location: str | None, headers: Headers
+) -> dict[str, Any]:
     if not location:
         raise _Failed("202_without_location")
     deadline = time.monotonic() + SETTLE_TIMEOUT
     while time.monotonic() < deadline:
-        async with session.get(base + location) as r:
+        async with session.get(base + location, headers=headers) as r:
             raw, status = await r.read(), r.status
         if status != 200:
             raise _Failed(f"poll_{status}")

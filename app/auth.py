@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import time
 from collections import deque
@@ -80,6 +81,10 @@ class Auth:
         self.enabled = settings.auth_mode != "off"
         self.ttl = settings.token_ttl_seconds
         self.secret = settings.auth_secret or _secret_file(settings.data_dir)
+        if len(self.secret) < 32:
+            raise ValueError(
+                "AUTH_SECRET (or the data dir's auth-secret file) must be at least 32 characters"
+            )
         self.hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
         self._slots = asyncio.Semaphore(settings.auth_hash_concurrency)
         self.per_login = RateLimit(settings.login_rate_per_login, 60.0)
@@ -141,8 +146,13 @@ def _secret_file(data_dir: Path) -> str:
     path = data_dir / "auth-secret"
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(48))
+        # written whole under a temporary name, then renamed: a crash or a second process never
+        # sees a half-written (or empty) secret
+        tmp = path.with_name(f".auth-secret.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48))
+        os.replace(tmp, path)
     return path.read_text().strip()
 
 

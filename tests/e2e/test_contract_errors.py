@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 
+from app.auth import Auth
+from app.config import Settings
+from app.main import create_app
 from tests.conftest import new_login
+from tests.support.auth import PASSWORD, bearer, log_in, sign_up
 from tests.support.poll import until
 
 INVALID = (400, 422)  # "400/422 invalid" in the contract
@@ -23,8 +31,9 @@ START_BALANCE, FIRST_ORDER = 100, 30
 
 @dataclass(frozen=True)
 class Case:
-    """One bad request. ``$login`` (registered, funded, one paid order) and ``$ghost`` (never
-    registered) are replaced in the path, query, JSON body and raw content."""
+    """One bad request. ``$login`` (registered, funded, one paid order ``$order``) and ``$ghost`` (never
+    registered) are replaced in the path, query, JSON body and raw content. It goes with the
+    Authorization header ``token`` names (see :func:`authorization`; None: no header)."""
 
     id: str
     method: str
@@ -37,10 +46,15 @@ class Case:
     headers: dict[str, str] = field(default_factory=dict)
     slug: str | None = None
     expect_headers: dict[str, str] = field(default_factory=dict)
+    token: str | None = "$login"
 
 
 def register(id: str, body: Any, status: int | tuple[int, ...] = INVALID, **kw: Any) -> Case:
     return Case(f"register: {id}", "POST", "/person/register", status, json=body, **kw)
+
+
+def log_in_case(id: str, body: Any, status: int | tuple[int, ...] = INVALID, **kw: Any) -> Case:
+    return Case(f"login: {id}", "POST", "/person/login", status, json=body, **kw)
 
 
 def operation(id: str, body: Any, status: int | tuple[int, ...] = INVALID, **kw: Any) -> Case:
@@ -58,13 +72,16 @@ def raw(case_of: str, id: str, content: bytes, status: int | tuple[int, ...] = I
 
 ENDPOINTS = {
     "register": ("POST", "/person/register"),
+    "login": ("POST", "/person/login"),
     "account operation": ("PUT", "/account/operation"),
     "createOrder": ("POST", "/order/createOrder"),
 }
-PERSON = {"login": "$ghost", "email": "$ghost@example.com"}
+PERSON = {"login": "$ghost", "email": "$ghost@example.com", "password": PASSWORD}
+CREDENTIALS = {"login": "$login", "password": PASSWORD}
 DEPOSIT = {"login": "$login", "operation": "deposit", "sum": 1}
 ORDER = {"login": "$login", "price": 10}
 ITEM = {"name": "tea", "quantity": 1, "price": 10}
+VALID = {"register": PERSON, "login": CREDENTIALS, "account operation": DEPOSIT, "createOrder": ORDER}
 
 BAD_LOGINS: list[tuple[str, Any]] = [
     ("too short", "ab"),
@@ -148,20 +165,115 @@ def body_cases(name: str, make: Any, valid: dict[str, Any]) -> list[Case]:
 
 
 def _padded(name: str) -> bytes:
-    valid = {"register": PERSON, "account operation": DEPOSIT, "createOrder": ORDER}[name]
-    return json.dumps(valid).encode() + b" " * (MAX_BODY + 1)
+    return json.dumps(VALID[name]).encode() + b" " * (MAX_BODY + 1)
+
+
+WWW_AUTHENTICATE = 'Bearer realm="eventcollab"'
+# each of these succeeds with $login's token
+PER_USER: list[tuple[str, str, str, dict[str, str], Any]] = [
+    ("account operation", "PUT", "/account/operation", {}, DEPOSIT),
+    ("createOrder", "POST", "/order/createOrder", {}, ORDER),
+    ("person", "GET", "/person/persons/$login", {}, NO_BODY),
+    ("account", "GET", "/account/", {"login": "$login"}, NO_BODY),
+    ("order", "GET", "/order/orders/$order", {}, NO_BODY),
+    ("orders", "GET", "/order/orders", {"login": "$login"}, NO_BODY),
+    ("notices", "GET", "/notice/notices/", {"login": "$login"}, NO_BODY),
+]
+NOT_TOKENS: dict[str | None, str] = {
+    None: "no Authorization header",
+    "$junk": "a token that is no JWT",
+    "$basic": "Basic credentials",
+    "$expired": "an expired token",
+    "$forged": "a token signed with another secret",
+    "$hs512": "a token signed with HS512",
+    "$unsigned": "an unsigned token (alg none)",
+    "$no-expiry": "a token without exp",
+    "$ghost": "a valid token of a login that does not exist",
+}
+
+
+def auth_cases() -> list[Case]:
+    """401 for every way of not holding $login's token (every one on the writes, the common ones on
+    reads); 403 for another person's token, 404 for their look at $login's order."""
+    cases = []
+    for name, method, path, params, body in PER_USER:
+        write = body is not NO_BODY
+        for token, what in NOT_TOKENS.items():
+            if write or token in (None, "$junk", "$expired"):
+                cases.append(
+                    Case(
+                        f"{name}: {what}",
+                        method,
+                        path,
+                        401,
+                        json=body,
+                        params=params,
+                        slug="unauthorized",
+                        expect_headers={"www-authenticate": WWW_AUTHENTICATE},
+                        token=token,
+                    )
+                )
+        status, slug = (404, "order-not-found") if name == "order" else (403, "forbidden")
+        cases.append(
+            Case(
+                f"{name}: another person's token",
+                method,
+                path,
+                status,
+                json=body,
+                params=params,
+                slug=slug,
+                token="$other",
+            )
+        )
+    return cases
 
 
 CASES: list[Case] = [
     # -- POST /person/register (with $ghost, so a wrong 200 shows as a new person)
     *body_cases("register", register, PERSON),
-    register("login taken", {"login": "$login", "email": "other@example.com"}, 409, slug="login-taken"),
+    register(
+        "login taken",
+        {"login": "$login", "email": "other@example.com", "password": "another password"},
+        409,
+        slug="login-taken",
+    ),
     register("email without an @", {**PERSON, "email": "ghost.example.com"}),
     register("email as a number", {**PERSON, "email": 42}),
     register("firstName over 100 characters", {**PERSON, "firstName": "x" * 101}),
     register("phone with letters", {**PERSON, "phone": "call me"}),
+    *(
+        register(f"password {what}", {**PERSON, "password": bad})
+        for what, bad in [
+            ("of 7 characters", "x" * 7),
+            ("of 129 characters", "x" * 129),
+            ("empty", ""),
+            ("a number", 12345678),
+            ("null", None),
+        ]
+    ),
+    # -- POST /person/login
+    *body_cases("login", log_in_case, CREDENTIALS),
+    log_in_case("password over 128 characters", {**CREDENTIALS, "password": "x" * 129}),
+    log_in_case("password empty", {**CREDENTIALS, "password": ""}),
+    *(
+        log_in_case(
+            id,
+            body,
+            401,
+            slug="unauthorized",
+            expect_headers={"www-authenticate": WWW_AUTHENTICATE},
+            token=None,
+        )
+        for id, body in [
+            ("wrong password", {**CREDENTIALS, "password": PASSWORD + "!"}),
+            ("password in another case", {**CREDENTIALS, "password": PASSWORD.upper()}),
+            ("unknown login", {**CREDENTIALS, "login": "$ghost"}),
+        ]
+    ),
     # -- GET /person/persons/{login}
-    Case("person: unknown login", "GET", "/person/persons/$ghost", 404),
+    # another login than the token's: 403 before anything is looked up (it was 404 before tokens)
+    Case("person: unknown login", "GET", "/person/persons/$ghost", 403, slug="forbidden"),
     Case("person: login with a space", "GET", "/person/persons/bad login", (400, 404)),
     Case("person: login too long", "GET", "/person/persons/" + "a" * 65, (400, 404)),
     # -- PUT /account/operation (on $login: a wrong 200 shows in the balance)
@@ -191,12 +303,13 @@ CASES: list[Case] = [
         409,
         slug="insufficient-funds",
     ),
+    # was 404 with Retry-After: 1 before tokens; a login that is not the token's is now refused first
     *(
         operation(
             f"{op} on an unknown login",
             {**DEPOSIT, "login": "$ghost", "operation": op},
-            404,
-            expect_headers={"retry-after": "1"},
+            403,
+            slug="forbidden",
         )
         for op in ("deposit", "withdraw")
     ),
@@ -205,13 +318,17 @@ CASES: list[Case] = [
     # -- GET /account/
     Case("account: no login", "GET", "/account/", 400),
     Case("account without the slash: no login", "GET", "/account", 400),
-    Case("account: unknown login", "GET", "/account/", 404, params={"login": "$ghost"}),
-    Case("account without the slash: unknown login", "GET", "/account", 404, params={"login": "$ghost"}),
+    *(
+        Case(f"{name}: unknown login", "GET", path, 403, params={"login": "$ghost"}, slug="forbidden")
+        for name, path in [("account", "/account/"), ("account without the slash", "/account")]
+    ),
     Case("account: login too short", "GET", "/account/", 400, params={"login": "ab"}),
     Case("account: login with a space", "GET", "/account/", 400, params={"login": "a b c"}),
     # -- POST /order/createOrder (on $login: a wrong order shows in the list and the balance)
     *body_cases("createOrder", order, ORDER),
     order("neither price nor items", {"login": "$login", "description": "nothing"}, 400),
+    # was a 200 "rejected (account_not_found)" before tokens: test_without_auth_... keep that answer
+    order("for an unknown login", {**ORDER, "login": "$ghost"}, 403, slug="forbidden"),
     *(order(f"price {what}", {**ORDER, "price": bad}) for what, bad in BAD_SUMS),
     *(
         raw("createOrder", f"price {what}", b'{"login": "$login", "price": ' + v + b"}")
@@ -274,6 +391,13 @@ CASES: list[Case] = [
         400,
         params={"login": "$login", "limit": "x"},
     ),
+    # -- GET /order/orders?login= and /notice/notices/?login= of another login (empty lists before tokens)
+    Case("orders: unknown login", "GET", "/order/orders", 403, params={"login": "$ghost"}, slug="forbidden"),
+    Case(
+        "notices: unknown login", "GET", "/notice/notices/", 403, params={"login": "$ghost"}, slug="forbidden"
+    ),
+    # -- tokens: every per-user route, with every way of not being $login
+    *auth_cases(),
     # -- anything else
     Case("an unknown route", "GET", "/nowhere", 404),
     Case("a method the route does not take", "DELETE", "/account/operation", 405),
@@ -285,32 +409,71 @@ CASES: list[Case] = [
 class World:
     login: str
     ghost: str
+    order: str  # $login's paid order
+    authorizations: dict[str, dict[str, str]]  # Case.token -> its headers
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return self.authorizations["$login"]
 
 
 @pytest.fixture
 async def world(client: httpx.AsyncClient) -> AsyncIterator[World]:
     """$login: registered, START_BALANCE deposited, one paid order, both notices arrived."""
-    login = new_login("edge")
-    r = await client.post("/person/register", json={"login": login, "email": f"{login}@example.com"})
-    assert r.status_code == 200, r.text
+    login, auth = await sign_up(client, prefix="edge")
 
     async def account_open() -> bool:
-        return (await client.get("/account/", params={"login": login})).status_code == 200
+        return (await client.get("/account/", params={"login": login}, headers=auth)).status_code == 200
 
     await until(account_open)
     r = await client.put(
-        "/account/operation", json={"login": login, "operation": "deposit", "sum": START_BALANCE}
+        "/account/operation",
+        json={"login": login, "operation": "deposit", "sum": START_BALANCE},
+        headers=auth,
     )
     assert r.status_code == 200, r.text
-    r = await client.post("/order/createOrder", json={"login": login, "price": FIRST_ORDER})
+    r = await client.post("/order/createOrder", json={"login": login, "price": FIRST_ORDER}, headers=auth)
     assert r.status_code == 200 and r.json()["status"] == "paid", r.text
-    await notices_become(client, login, ["account_created", "payment_succeeded"])
-    yield World(login, new_login("ghost"))
+    await notices_become(client, login, auth, ["account_created", "payment_succeeded"])
+    ghost = new_login("ghost")
+    yield World(login, ghost, r.json()["id"], {"$login": auth, **not_tokens(client, login, ghost)})
+
+
+def not_tokens(client: httpx.AsyncClient, login: str, ghost: str) -> dict[str, dict[str, str]]:
+    """Authorization headers that name $login (or $ghost) and must not pass."""
+    auth: Auth = client.app.state.auth  # type: ignore[attr-defined]
+    now = int(time.time())
+    claims = {"sub": login, "iat": now, "exp": now + 600}
+    basic = base64.b64encode(f"{login}:{PASSWORD}".encode()).decode()
+    return {
+        "$junk": bearer("not-a-token"),
+        "$basic": {"Authorization": f"Basic {basic}"},
+        "$expired": bearer(jwt.encode({**claims, "iat": now - 7200, "exp": now - 3600}, auth.secret)),
+        "$forged": bearer(jwt.encode(claims, "not the server's secret, " * 3)),
+        "$hs512": bearer(jwt.encode(claims, auth.secret, algorithm="HS512")),
+        "$unsigned": bearer(jwt.encode(claims, None, algorithm="none")),
+        "$no-expiry": bearer(jwt.encode({"sub": login, "iat": now}, auth.secret)),
+        "$ghost": bearer(auth.issue(ghost)),
+    }
+
+
+@contextlib.contextmanager
+def past_the_user_check(client: httpx.AsyncClient) -> Iterator[None]:
+    """$ghost cannot log in: read what the server holds for them with a token minted in this process,
+    the "does the token's user exist" check off (a $ghost wrongly registered shows as a person)."""
+    auth: Auth = client.app.state.auth  # type: ignore[attr-defined]
+    saved, auth.user_exists = auth.user_exists, None
+    try:
+        yield
+    finally:
+        auth.user_exists = saved
 
 
 def substitute(value: Any, world: World) -> Any:
     if isinstance(value, str):
-        return value.replace("$login", world.login).replace("$ghost", world.ghost)
+        return (
+            value.replace("$login", world.login).replace("$ghost", world.ghost).replace("$order", world.order)
+        )
     if isinstance(value, list):
         return [substitute(v, world) for v in value]
     if isinstance(value, dict):
@@ -318,8 +481,16 @@ def substitute(value: Any, world: World) -> Any:
     return value
 
 
+async def authorization(client: httpx.AsyncClient, case: Case, world: World) -> dict[str, str]:
+    if case.token is None:
+        return {}
+    if case.token == "$other":  # signed up only where needed: each password hash costs ~30 ms
+        return (await sign_up(client, prefix="other"))[1]
+    return world.authorizations[case.token]
+
+
 async def send(client: httpx.AsyncClient, case: Case, world: World) -> httpx.Response:
-    headers = {"content-type": "application/json", **case.headers}
+    headers = {**await authorization(client, case, world), **case.headers}
     content: bytes | None = None
     if case.json is not NO_BODY:
         content = json.dumps(substitute(case.json, world)).encode()
@@ -327,6 +498,8 @@ async def send(client: httpx.AsyncClient, case: Case, world: World) -> httpx.Res
         content = case.content.replace(b"$login", world.login.encode()).replace(
             b"$ghost", world.ghost.encode()
         )
+    if content is not None:
+        headers = {"content-type": "application/json", **headers}
     if content is not None and case.chunked:
 
         async def chunks(body: bytes = content) -> AsyncIterator[bytes]:
@@ -346,7 +519,7 @@ async def send(client: httpx.AsyncClient, case: Case, world: World) -> httpx.Res
         case.method,
         substitute(case.path, world),
         content=content,
-        headers=headers if content is not None else case.headers,
+        headers=headers,
         params=substitute(case.params, world),
     )
 
@@ -354,27 +527,33 @@ async def send(client: httpx.AsyncClient, case: Case, world: World) -> httpx.Res
 async def snapshot(client: httpx.AsyncClient, world: World) -> dict[str, Any]:
     """Everything a bad request could have changed, for $login and $ghost."""
     state: dict[str, Any] = {}
-    for who in (world.login, world.ghost):
+    for who, auth in ((world.login, world.auth), (world.ghost, world.authorizations["$ghost"])):
         for name, path, params in [
             ("person", f"/person/persons/{who}", {}),
             ("account", "/account/", {"login": who}),
             ("orders", "/order/orders", {"login": who, "limit": "1000"}),
             ("notices", "/notice/notices/", {"login": who, "limit": "1000"}),
         ]:
-            r = await client.get(path, params=params)
+            with past_the_user_check(client):
+                r = await client.get(path, params=params, headers=auth)
             state[f"{name} of {who}"] = (r.status_code, r.json())
+    # a new password for $login would show here: their old one would no longer let them in
+    r = await client.post("/person/login", json={"login": world.login, "password": PASSWORD})
+    state["login of $login"] = r.status_code
     return state
 
 
-async def notice_types(client: httpx.AsyncClient, login: str) -> list[str]:
-    r = await client.get("/notice/notices/", params={"login": login})
+async def notice_types(client: httpx.AsyncClient, login: str, auth: dict[str, str]) -> list[str]:
+    r = await client.get("/notice/notices/", params={"login": login}, headers=auth)
     assert r.status_code == 200, r.text
     return [m["type"] for m in r.json()["messages"]]
 
 
-async def notices_become(client: httpx.AsyncClient, login: str, expected: list[str]) -> None:
+async def notices_become(
+    client: httpx.AsyncClient, login: str, auth: dict[str, str], expected: list[str]
+) -> None:
     async def arrived() -> bool:
-        return await notice_types(client, login) == expected
+        return await notice_types(client, login, auth) == expected
 
     await until(arrived)
 
@@ -405,22 +584,30 @@ async def test_a_bad_request_is_refused_with_a_problem_and_changes_nothing(
         assert r.headers.get(name) == value, r.headers
     assert await snapshot(client, world) == before
     # a late effect would be an event of $login, delivered in order: a later rejection is the fence
-    fence = await client.post("/order/createOrder", json={"login": world.login, "price": 999_999_999})
+    fence = await client.post(
+        "/order/createOrder", json={"login": world.login, "price": 999_999_999}, headers=world.auth
+    )
     assert fence.status_code == 200 and fence.json()["reason"] == "insufficient_funds", fence.text
-    await notices_become(client, world.login, ["account_created", "payment_succeeded", "payment_failed"])
-    balance = (await client.get("/account/", params={"login": world.login})).json()["balance"]
-    assert balance == START_BALANCE - FIRST_ORDER
+    await notices_become(
+        client, world.login, world.auth, ["account_created", "payment_succeeded", "payment_failed"]
+    )
+    balance = (await client.get("/account/", params={"login": world.login}, headers=world.auth)).json()
+    assert balance["balance"] == START_BALANCE - FIRST_ORDER
 
 
 async def test_the_largest_sum_is_accepted(client: httpx.AsyncClient, world: World) -> None:
     r = await client.put(
-        "/account/operation", json={"login": world.login, "operation": "deposit", "sum": 1000000000}
+        "/account/operation",
+        json={"login": world.login, "operation": "deposit", "sum": 1000000000},
+        headers=world.auth,
     )
     assert r.status_code == 200, r.text
     assert r.json()["sum"] == 1000000000
     assert r.json()["balance"] == 1000000000 + START_BALANCE - FIRST_ORDER
     r = await client.put(
-        "/account/operation", json={"login": world.login, "operation": "withdraw", "sum": "1000000000.00"}
+        "/account/operation",
+        json={"login": world.login, "operation": "withdraw", "sum": "1000000000.00"},
+        headers=world.auth,
     )
     assert r.status_code == 200, r.text
     assert r.json()["balance"] == START_BALANCE - FIRST_ORDER
@@ -432,11 +619,13 @@ async def test_sums_with_two_fraction_digits_are_accepted_as_numbers_and_strings
     balance = START_BALANCE - FIRST_ORDER
     for wire, cents in [(0.01, 1), ("0.10", 10), ("1.5", 150), (2.25, 225), ("100", 10000)]:
         r = await client.put(
-            "/account/operation", json={"login": world.login, "operation": "credit", "sum": wire}
+            "/account/operation",
+            json={"login": world.login, "operation": "credit", "sum": wire},
+            headers=world.auth,
         )
         assert r.status_code == 200, (wire, r.text)
         assert round(r.json()["sum"] * 100) == cents
-    r = await client.get("/account/", params={"login": world.login})
+    r = await client.get("/account/", params={"login": world.login}, headers=world.auth)
     assert round(r.json()["balance"] * 100) == balance * 100 + 1 + 10 + 150 + 225 + 10000
 
 
@@ -451,7 +640,11 @@ async def test_every_operation_alias_is_accepted(client: httpx.AsyncClient, worl
         ("withdraw", "withdraw", -1),
         ("deposit", "deposit", 1),
     ]:
-        r = await client.put("/account/operation", json={"login": world.login, "operation": alias, "sum": 5})
+        r = await client.put(
+            "/account/operation",
+            json={"login": world.login, "operation": alias, "sum": 5},
+            headers=world.auth,
+        )
         assert r.status_code == 200, (alias, r.text)
         expected += sign * 5
         assert (r.json()["operation"], r.json()["balance"]) == (kind, expected)
@@ -462,26 +655,42 @@ async def test_logins_of_three_and_sixty_four_characters_are_accepted(client: ht
     short = new_login()[:3]
     long = ("Aa0_.-" + new_login() * 6)[:64]  # every character class the pattern allows
     for login in (short, long):
-        r = await client.post("/person/register", json={"login": login, "email": "a@example.com"})
+        _, auth = await sign_up(client, login)
+        assert (await client.get(f"/person/persons/{login}", headers=auth)).status_code == 200
+
+
+async def test_passwords_of_eight_and_128_characters_are_accepted(client: httpx.AsyncClient) -> None:
+    for password in ("p" * 8, "p" * 128):
+        login = new_login()
+        body = {"login": login, "email": f"{login}@example.com", "password": password}
+        r = await client.post("/person/register", json=body)
         assert r.status_code == 200, r.text
-        assert (await client.get(f"/person/persons/{login}")).status_code == 200
+        assert "password" not in r.json() and password not in r.text
+        auth = await log_in(client, login, password)
+        assert (await client.get(f"/person/persons/{login}", headers=auth)).status_code == 200
 
 
 async def test_logins_are_case_sensitive(client: httpx.AsyncClient, world: World) -> None:
     other = world.login.upper()
-    assert (await client.get(f"/person/persons/{other}")).status_code == 404
-    r = await client.post("/person/register", json={"login": other, "email": "b@example.com"})
-    assert r.status_code == 200, r.text
+    # before tokens this was a 404 for an unknown login; now it is not the token's login
+    assert (await client.get(f"/person/persons/{other}", headers=world.auth)).status_code == 403
+    _, other_auth = await sign_up(client, other)
+    r = await client.get(f"/person/persons/{other}", headers=other_auth)
+    assert (r.status_code, r.json()["login"]) == (200, other)
+    r = await client.get(f"/person/persons/{world.login}", headers=world.auth)
+    assert (r.status_code, r.json()["login"]) == (200, world.login)
 
 
 async def test_an_order_of_items_only_costs_their_sum(client: httpx.AsyncClient, world: World) -> None:
     items = [{"name": "tea", "quantity": 2, "price": "1.25"}, {"name": "cake", "quantity": 1, "price": 0.5}]
 
-    r = await client.post("/order/createOrder", json={"login": world.login, "items": items})
+    r = await client.post(
+        "/order/createOrder", json={"login": world.login, "items": items}, headers=world.auth
+    )
 
     assert r.status_code == 200, r.text
     assert (r.json()["price"], r.json()["status"]) == (3, "paid")
-    r = await client.get("/account/", params={"login": world.login})
+    r = await client.get("/account/", params={"login": world.login}, headers=world.auth)
     assert r.json()["balance"] == START_BALANCE - FIRST_ORDER - 3
 
 
@@ -489,26 +698,17 @@ async def test_an_order_whose_price_matches_its_items_is_accepted(
     client: httpx.AsyncClient, world: World
 ) -> None:
     items = [{"name": "tea", "quantity": 3, "price": "0.10"}]
-    r = await client.post("/order/createOrder", json={"login": world.login, "price": "0.30", "items": items})
+    body = {"login": world.login, "price": "0.30", "items": items}
+    r = await client.post("/order/createOrder", json=body, headers=world.auth)
     assert r.status_code == 200, r.text
     assert (r.json()["price"], r.json()["isPaid"]) == (0.3, True)
-
-
-async def test_an_order_for_an_unknown_login_is_rejected_as_account_not_found(
-    client: httpx.AsyncClient, world: World
-) -> None:
-    r = await client.post("/order/createOrder", json={"login": world.ghost, "price": 1})
-    assert r.status_code == 200, r.text
-    body = r.json()
-    assert (body["status"], body["isPaid"], body["reason"]) == ("rejected", False, "account_not_found")
-    assert set(body) >= {"id", "login", "price", "status", "isPaid", "reason", "createdAt", "settledAt"}
 
 
 async def test_the_account_without_a_trailing_slash_answers_directly(
     client: httpx.AsyncClient, world: World
 ) -> None:
-    slash = await client.get("/account/", params={"login": world.login})
-    bare = await client.get("/account", params={"login": world.login})
+    slash = await client.get("/account/", params={"login": world.login}, headers=world.auth)
+    bare = await client.get("/account", params={"login": world.login}, headers=world.auth)
     assert bare.status_code == 200, bare.text
     assert "location" not in bare.headers
     assert bare.json() == slash.json()
@@ -518,26 +718,67 @@ async def test_the_account_without_a_trailing_slash_answers_directly(
 async def test_notices_without_a_trailing_slash_answer_directly(
     client: httpx.AsyncClient, world: World
 ) -> None:
-    slash = await client.get("/notice/notices/", params={"login": world.login})
-    bare = await client.get("/notice/notices", params={"login": world.login})
+    slash = await client.get("/notice/notices/", params={"login": world.login}, headers=world.auth)
+    bare = await client.get("/notice/notices", params={"login": world.login}, headers=world.auth)
     assert bare.status_code == 200, bare.text
     assert bare.json() == slash.json()
 
 
-async def test_notices_of_an_unknown_login_are_an_empty_list(client: httpx.AsyncClient, world: World) -> None:
-    r = await client.get("/notice/notices/", params={"login": world.ghost})
-    assert r.status_code == 200, r.text
-    assert r.json() == {"login": world.ghost, "messages": []}
-
-
 async def test_notice_limits_up_to_a_thousand_are_accepted(client: httpx.AsyncClient, world: World) -> None:
     for limit, count in [("1", 1), ("1000", 2)]:
-        r = await client.get("/notice/notices/", params={"login": world.login, "limit": limit})
+        r = await client.get(
+            "/notice/notices/", params={"login": world.login, "limit": limit}, headers=world.auth
+        )
         assert r.status_code == 200, r.text
         assert [m["type"] for m in r.json()["messages"]] == ["account_created", "payment_succeeded"][:count]
 
 
-async def test_orders_of_an_unknown_login_are_an_empty_list(client: httpx.AsyncClient, world: World) -> None:
-    r = await client.get("/order/orders", params={"login": world.ghost})
+# With tokens, an unknown login is never the caller's own (403, in the matrix). AUTH_MODE=off, for
+# teaching walk-throughs, still answers for any login: these keep what it answers for an unknown one.
+
+
+@pytest.fixture
+async def trusting_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings.with_(auth_mode="off"))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            yield c
+
+
+async def test_without_auth_an_order_for_an_unknown_login_is_rejected_as_account_not_found(
+    trusting_client: httpx.AsyncClient,
+) -> None:
+    r = await trusting_client.post("/order/createOrder", json={"login": new_login("ghost"), "price": 1})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["status"], body["isPaid"], body["reason"]) == ("rejected", False, "account_not_found")
+    assert set(body) >= {"id", "login", "price", "status", "isPaid", "reason", "createdAt", "settledAt"}
+
+
+async def test_without_auth_notices_of_an_unknown_login_are_an_empty_list(
+    trusting_client: httpx.AsyncClient,
+) -> None:
+    ghost = new_login("ghost")
+    r = await trusting_client.get("/notice/notices/", params={"login": ghost})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"login": ghost, "messages": []}
+
+
+async def test_without_auth_orders_of_an_unknown_login_are_an_empty_list(
+    trusting_client: httpx.AsyncClient,
+) -> None:
+    r = await trusting_client.get("/order/orders", params={"login": new_login("ghost")})
     assert r.status_code == 200, r.text
     assert r.json() == {"orders": []}
+
+
+async def test_without_auth_an_operation_on_an_unknown_login_is_not_found_for_now(
+    trusting_client: httpx.AsyncClient,
+) -> None:
+    for op in ("deposit", "withdraw"):
+        body = {"login": new_login("ghost"), "operation": op, "sum": 1}
+        r = await trusting_client.put("/account/operation", json=body)
+        assert_problem(r, 404)
+        # the account may be a moment from opening: registration reaches billing over the bus
+        assert r.headers.get("retry-after") == "1", r.headers

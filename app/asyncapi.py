@@ -41,6 +41,11 @@ ENVELOPE: dict[str, Any] = {
         "time": {"type": "string", "format": "date-time"},
         "correlationid": {"type": "string", "description": "The request that started the flow."},
         "causationid": {"type": "string", "description": "The event (or request) that caused this one."},
+        "traceparent": {
+            "type": "string",
+            "description": "W3C trace context of the span that emitted the event (CloudEvents distributed "
+            "tracing extension); present only when tracing is on (OTEL_TRACES).",
+        },
         "datacontenttype": {"type": "string", "const": "application/json"},
         "data": {"type": "object"},
     },

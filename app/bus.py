@@ -26,7 +26,8 @@ def utcnow() -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """A CloudEvents-shaped event. ``attempt`` is delivery metadata, never on the wire."""
+    """A CloudEvents-shaped event. ``attempt`` is delivery metadata, never on the wire. ``traceparent``
+    (W3C, the CloudEvents distributed-tracing extension) is on the wire only when tracing set it."""
 
     type: str
     source: str
@@ -36,23 +37,25 @@ class Envelope:
     time: str = field(default_factory=lambda: utcnow().isoformat())
     correlationid: str = ""
     causationid: str = ""
+    traceparent: str = ""
     attempt: int = field(default=1, compare=False)
 
     def to_json(self) -> bytes:
-        return orjson.dumps(
-            {
-                "specversion": "1.0",
-                "id": self.id,
-                "type": self.type,
-                "source": self.source,
-                "subject": self.subject,
-                "time": self.time,
-                "correlationid": self.correlationid,
-                "causationid": self.causationid,
-                "datacontenttype": "application/json",
-                "data": self.data,
-            }
-        )
+        wire = {
+            "specversion": "1.0",
+            "id": self.id,
+            "type": self.type,
+            "source": self.source,
+            "subject": self.subject,
+            "time": self.time,
+            "correlationid": self.correlationid,
+            "causationid": self.causationid,
+            "datacontenttype": "application/json",
+            "data": self.data,
+        }
+        if self.traceparent:
+            wire["traceparent"] = self.traceparent
+        return orjson.dumps(wire)
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Envelope:
@@ -66,6 +69,7 @@ class Envelope:
             time=d.get("time") or "",
             correlationid=d.get("correlationid") or "",
             causationid=d.get("causationid") or "",
+            traceparent=d.get("traceparent") or "",
         )
 
     def delivered(self, attempt: int) -> Envelope:

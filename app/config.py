@@ -46,6 +46,8 @@ class Settings:
     # seeded faults for tests and demos (app/chaos.py); empty = off
     bus_chaos: str = ""
     crash_at: str = ""
+    # OpenTelemetry traces (app/tracing.py): "" off | console | memory | otlp
+    otel_traces: str = ""
 
     def database_url_for(self, module: str) -> str:
         if module in self.module_database_urls:
@@ -93,4 +95,5 @@ class Settings:
             flows_max_hops=int(env.get("FLOWS_MAX_HOPS", base.flows_max_hops)),
             bus_chaos=env.get("BUS_CHAOS", ""),
             crash_at=env.get("CRASH_AT", ""),
+            otel_traces=env.get("OTEL_TRACES", ""),
         )

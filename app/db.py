@@ -42,6 +42,9 @@ T = TypeVar("T")
 
 # the correlation id of the HTTP request being served; events emitted without a cause carry it
 correlation_id: ContextVar[str] = ContextVar("correlation_id", default="")
+# the W3C traceparent of the span being served (app/tracing.py sets it; "" when tracing is off):
+# events emitted carry it, so their consumers' spans continue the trace
+traceparent: ContextVar[str] = ContextVar("traceparent", default="")
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -86,6 +89,7 @@ class UnitOfWork:
     conn: Connection
     cause: Envelope | None = None
     correlation: str = ""
+    traceparent: str = ""
     events: list[Envelope] = field(default_factory=list)
     _after_commit: list[Callable[[], None]] = field(default_factory=list)
 
@@ -103,6 +107,7 @@ class UnitOfWork:
             subject=subject,
             correlationid=correlation,
             causationid=causation,
+            traceparent=self.traceparent,
         )
         self.events.append(envelope)
         return envelope
@@ -120,6 +125,7 @@ class _Job:
     fn: Callable[[UnitOfWork], Any]
     cause: Envelope | None
     correlation: str
+    traceparent: str
     future: asyncio.Future[Any]
     uow: UnitOfWork | None = None
     result: Any = None
@@ -298,7 +304,7 @@ class Database:
         if not self._alive:
             raise RuntimeError(f"database {self.name} is not running")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Job(fn, cause, correlation_id.get(), future))
+        self._queue.put_nowait(_Job(fn, cause, correlation_id.get(), traceparent.get(), future))
         return await future
 
     async def _write_loop(self) -> None:
@@ -339,7 +345,7 @@ class Database:
         # plain SQL savepoints: SQLAlchemy's begin_nested() cost ~16% of the server's CPU under load
         events: list[Envelope] = []
         for job in jobs:
-            uow = UnitOfWork(self, conn, job.cause, job.correlation)
+            uow = UnitOfWork(self, conn, job.cause, job.correlation, job.traceparent)
             # log lines written by the unit carry its flow's correlation id
             token = correlation_id.set(job.cause.correlationid if job.cause else job.correlation)
             conn.exec_driver_sql("SAVEPOINT uow")

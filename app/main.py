@@ -209,4 +209,8 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
     app.include_router(flows.router(recorder, system))
     app.include_router(web.router)
     app.add_middleware(EdgeMiddleware, max_body=settings.max_body_bytes, observers=system.observers)
+    if settings.otel_traces:  # off by default: then no OpenTelemetry code is imported or run
+        from app.tracing import install
+
+        install(app, settings, system.observers)  # last: its server span is the outermost layer
     return app

@@ -165,12 +165,15 @@ class NatsBus:
 
     async def publish(self, event: Envelope) -> None:
         js = await self._jetstream()
+        headers = {"Nats-Msg-Id": event.id}
+        if event.traceparent:  # W3C trace context, also for broker-side tooling
+            headers["traceparent"] = event.traceparent
         await js.publish(
             self._subject(event.type),
             event.to_json(),
             timeout=self.publish_timeout,
             stream=self.stream,
-            headers={"Nats-Msg-Id": event.id},
+            headers=headers,
         )
 
     async def subscribe(self, event_type: str, group: str, handler: Handler) -> None:

@@ -181,6 +181,7 @@ class RabbitBus:
             correlation_id=event.correlationid or None,
             content_type="application/cloudevents+json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            headers={"traceparent": event.traceparent} if event.traceparent else None,
         )
         # mandatory=False: an event no group subscribes to is accepted, not returned
         await self._exchange.publish(

@@ -8,6 +8,7 @@ import contextlib
 import socket
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,16 @@ async def test_publish_returns_once_the_stream_holds_the_event(js: JetStreamCont
         stored = await js.get_msg(namespace, subject=f"{namespace}.ev.{event.type}")
     assert stored.data is not None and Envelope.from_json(stored.data) == event
     assert stored.headers is not None and stored.headers["Nats-Msg-Id"] == event.id
+
+
+async def test_a_traceparent_rides_in_the_message_headers_too(js: JetStreamContext, namespace: str) -> None:
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    async with opened(namespace) as bus:
+        event = replace(envelope(happened(namespace), subject="s"), traceparent=traceparent)
+        await bus.publish(event)
+        stored = await js.get_msg(namespace, subject=f"{namespace}.ev.{event.type}")
+    assert stored.headers is not None and stored.headers["traceparent"] == traceparent
+    assert stored.data is not None and Envelope.from_json(stored.data).traceparent == traceparent
 
 
 async def test_the_same_event_id_published_twice_is_stored_once(js: JetStreamContext, namespace: str) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import shutil
 import socket
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import aio_pika
@@ -112,6 +113,18 @@ async def test_publish_returns_once_the_broker_holds_the_event_in_the_group_queu
         await publisher.publish(envelope(happened(namespace), subject="s", n=i))
         # no polling: the confirm came after the queue stored it
         assert await broker.ready_count(f"{namespace}.g") == i + 1
+
+
+async def test_a_traceparent_rides_in_the_message_headers_too(broker: Broker, namespace: str) -> None:
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    consumer = await broker.bus()
+    await consumer.subscribe(happened(namespace), "g", Recorder())
+    await consumer.close()
+    publisher = await broker.bus()
+    await publisher.publish(replace(envelope(happened(namespace), subject="s"), traceparent=traceparent))
+    queue = await broker.channel.get_queue(f"{namespace}.g")
+    message = await queue.get(no_ack=True)
+    assert message.headers["traceparent"] == traceparent
 
 
 async def test_a_restarted_consumer_resumes_without_loss_and_without_acked_events_again(

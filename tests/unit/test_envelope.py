@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import ClassVar
 
 import orjson
@@ -10,7 +11,7 @@ import pytest
 from sqlalchemy import MetaData
 
 from app.bus import Envelope, Event
-from app.db import Database, UnitOfWork, correlation_id
+from app.db import Database, UnitOfWork, correlation_id, traceparent
 from app.outbox import outbox_table
 
 
@@ -122,3 +123,38 @@ async def test_emit_without_a_cause_or_request_starts_a_new_correlation(db: Data
     assert first.correlationid
     assert first.causationid == first.correlationid
     assert first.correlationid != second.correlationid
+
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def test_traceparent_survives_a_json_round_trip_as_the_cloudevents_extension() -> None:
+    event = replace(sample(), traceparent=TRACEPARENT)
+    assert orjson.loads(event.to_json())["traceparent"] == TRACEPARENT
+    back = Envelope.from_json(event.to_json())
+    assert back == event
+    assert back.traceparent == TRACEPARENT
+
+
+def test_an_envelope_without_a_traceparent_has_none_on_the_wire() -> None:
+    assert "traceparent" not in orjson.loads(sample().to_json())
+
+
+def test_an_envelope_from_before_tracing_still_parses() -> None:
+    old = (
+        b'{"specversion": "1.0", "id": "e1", "type": "test.pinged.v1", "source": "test", "subject": "alice",'
+        b' "time": "2024-01-01T00:00:00+00:00", "correlationid": "c", "causationid": "c",'
+        b' "datacontenttype": "application/json", "data": {"n": 1}}'
+    )
+    event = Envelope.from_json(old)
+    assert (event.id, event.traceparent, event.data) == ("e1", "", {"n": 1})
+
+
+async def test_emit_stamps_the_current_traceparent(db: Database) -> None:
+    token = traceparent.set(TRACEPARENT)
+    try:
+        emitted = await db.consume(ping, sample())
+    finally:
+        traceparent.reset(token)
+    assert emitted.traceparent == TRACEPARENT
+    assert (await db.transact(ping)).traceparent == ""

@@ -54,7 +54,7 @@ def router(system: System) -> APIRouter:
         assert system.dead_letters is not None
         return {"deadLetters": await system.dead_letters.list()}
 
-    @r.post("/admin/deadletters/{letter_id}/redrive", tags=["admin"])
+    @r.post("/admin/deadletters/{letter_id}/redrive", tags=["admin"], responses=problems.declared(404))
     async def redrive(letter_id: str) -> dict[str, Any]:
         """Deliver a dead letter again. Every group gets it; the ones that had it already skip it
         (their inbox knows the event id), the one that gave up tries again."""

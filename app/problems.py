@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -54,6 +55,64 @@ class Unprocessable(Problem):
     status, slug, title = 422, "unprocessable", "Unprocessable content"
 
 
+class ProblemDetails(BaseModel):
+    """The documented shape of every error body (RFC 9457); some carry more members (``errors``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+
+
+_MEANINGS = {
+    400: "malformed request: JSON, query or path parameter, header",
+    401: "no valid Bearer token (POST /person/login gives one)",
+    403: "the token is another login's",
+    404: "not found (another login's order is not found either)",
+    409: "conflicts with the current state",
+    413: "body over the size limit",
+    422: "the body breaks the schema",
+    429: "too many attempts: wait Retry-After seconds",
+}
+_HEADERS = {
+    401: {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer"}},
+    429: {"Retry-After": {"schema": {"type": "string"}, "description": "seconds to wait"}},
+}
+
+
+def declared(*statuses: int, **meanings: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` for problem+json answers: ``declared(401, 403, s404="no such order")``."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        out[status] = {
+            "description": meanings.get(f"s{status}", _MEANINGS.get(status, "error")),
+            "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}},
+        }
+        if status in _HEADERS:
+            out[status]["headers"] = _HEADERS[status]
+    return out
+
+
+def _declare_validation(doc: dict[str, Any]) -> None:
+    """FastAPI documents a 422 with its own body for every route that validates input; the handler
+    below answers 400 (parameters, malformed JSON) or 422 (a body breaking the schema) as problem+json."""
+    doc.setdefault("components", {}).setdefault("schemas", {})["ProblemDetails"] = (
+        ProblemDetails.model_json_schema()
+    )
+    for item in doc.get("paths", {}).values():
+        for operation in item.values():
+            responses = operation.get("responses", {})
+            generated = responses.get("422", {}).get("content", {}).get("application/json", {})
+            if generated.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
+                del responses["422"]
+                statuses = (400, 422) if "requestBody" in operation else (400,)
+                for status, declaration in declared(*statuses).items():
+                    responses.setdefault(str(status), declaration)
+
+
 def problem_response(
     status: int,
     slug: str,
@@ -84,6 +143,15 @@ def _describe(errors: list[Any]) -> tuple[str, list[dict[str, Any]]]:
 
 
 def install(app: FastAPI) -> None:
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            _declare_validation(generate())
+        return generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> Response:
         return problem_response(

@@ -10,7 +10,7 @@ from app.billing.schemas import Balance, OperationBody, OperationResult
 from app.db import Database
 from app.fields import LOGIN_PATTERN
 from app.idempotency import check_key
-from app.problems import BadRequest
+from app.problems import BadRequest, declared
 
 router = APIRouter(tags=["billing"])
 
@@ -25,7 +25,12 @@ LoginQuery = Annotated[str | None, Query(pattern=LOGIN_PATTERN)]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 
-@router.put("/account/operation", response_model=OperationResult, response_model_by_alias=True)
+@router.put(
+    "/account/operation",
+    response_model=OperationResult,
+    response_model_by_alias=True,
+    responses=declared(401, 403, 404, 409, 413, s409="insufficient funds"),
+)
 async def account_operation(
     body: OperationBody, db: BillingDb, current: CurrentLogin, idempotency_key: IdempotencyKey = None
 ) -> OperationResult:
@@ -35,7 +40,9 @@ async def account_operation(
     return await db.transact(service.apply_operation, body, key)
 
 
-@router.get("/account/", response_model=Balance, response_model_by_alias=True)
+@router.get(
+    "/account/", response_model=Balance, response_model_by_alias=True, responses=declared(401, 403, 404)
+)
 @router.get("/account", response_model=Balance, response_model_by_alias=True, include_in_schema=False)
 async def get_account(db: BillingDb, current: CurrentLogin, login: LoginQuery = None) -> Balance:
     """An account's balance (your own)."""

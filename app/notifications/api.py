@@ -9,7 +9,7 @@ from app.db import Database
 from app.fields import LOGIN_PATTERN
 from app.notifications import service
 from app.notifications.schemas import Notices
-from app.problems import BadRequest
+from app.problems import BadRequest, declared
 
 router = APIRouter(tags=["notifications"])
 
@@ -22,7 +22,9 @@ async def _db(request: Request) -> Database:
 NotificationsDb = Annotated[Database, Depends(_db)]
 
 
-@router.get("/notice/notices/", response_model=Notices, response_model_by_alias=True)
+@router.get(
+    "/notice/notices/", response_model=Notices, response_model_by_alias=True, responses=declared(401, 403)
+)
 @router.get("/notice/notices", response_model=Notices, response_model_by_alias=True, include_in_schema=False)
 async def get_notices(
     db: NotificationsDb,

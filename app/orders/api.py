@@ -15,7 +15,7 @@ from app.fields import LOGIN_PATTERN
 from app.idempotency import check_key
 from app.orders import service
 from app.orders.schemas import CreateOrder, OrderList, OrderOut
-from app.problems import BadRequest
+from app.problems import BadRequest, declared
 
 router = APIRouter(tags=["orders"])
 
@@ -39,7 +39,10 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
     "/order/createOrder",
     response_model=OrderOut,
     response_model_by_alias=True,
-    responses={202: {"model": OrderOut, "description": "Still pending: poll the Location"}},
+    responses={
+        202: {"model": OrderOut, "description": "Still pending: poll the Location"},
+        **declared(401, 403, 413),
+    },
 )
 async def create_order(
     body: CreateOrder,
@@ -78,7 +81,12 @@ def _reply(order: OrderOut) -> Response:
     return Response(body, media_type="application/json")
 
 
-@router.get("/order/orders/{order_id}", response_model=OrderOut, response_model_by_alias=True)
+@router.get(
+    "/order/orders/{order_id}",
+    response_model=OrderOut,
+    response_model_by_alias=True,
+    responses=declared(401, 404),
+)
 async def get_order(
     order_id: Annotated[str, Path(max_length=64)], db: OrdersDb, current: CurrentLogin
 ) -> OrderOut:
@@ -90,7 +98,9 @@ async def get_order(
     return order
 
 
-@router.get("/order/orders", response_model=OrderList, response_model_by_alias=True)
+@router.get(
+    "/order/orders", response_model=OrderList, response_model_by_alias=True, responses=declared(401, 403)
+)
 async def list_orders(
     db: OrdersDb,
     current: CurrentLogin,

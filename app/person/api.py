@@ -9,6 +9,7 @@ from app.db import Database
 from app.fields import LOGIN_PATTERN
 from app.person import service
 from app.person.schemas import Credentials, Profile, Register, Token
+from app.problems import declared
 
 router = APIRouter(tags=["person"])
 
@@ -27,7 +28,12 @@ PersonDb = Annotated[Database, Depends(_db)]
 AppAuth = Annotated[Auth, Depends(_auth)]
 
 
-@router.post("/person/register", response_model=Profile, response_model_by_alias=True)
+@router.post(
+    "/person/register",
+    response_model=Profile,
+    response_model_by_alias=True,
+    responses=declared(409, 413, s409="the login is taken"),
+)
 async def register(body: Register, db: PersonDb, auth: AppAuth) -> Profile:
     """Register a person; Billing opens their account when it hears of it."""
     password_hash = await auth.hash(body.password)
@@ -38,7 +44,7 @@ async def register(body: Register, db: PersonDb, auth: AppAuth) -> Profile:
     "/person/login",
     response_model=Token,
     response_model_by_alias=True,
-    responses={401: {"description": "wrong login or password"}, 429: {"description": "too many attempts"}},
+    responses=declared(401, 413, 429, s401="wrong login or password"),
 )
 async def login(body: Credentials, request: Request, db: PersonDb, auth: AppAuth) -> Token:
     """Exchange a login and password for a Bearer token."""
@@ -50,7 +56,12 @@ async def login(body: Credentials, request: Request, db: PersonDb, auth: AppAuth
     return Token(access_token=auth.issue(body.login), expires_in=auth.ttl)
 
 
-@router.get("/person/persons/{login}", response_model=Profile, response_model_by_alias=True)
+@router.get(
+    "/person/persons/{login}",
+    response_model=Profile,
+    response_model_by_alias=True,
+    responses=declared(401, 403, 404),
+)
 async def get_person(
     login: Annotated[str, Path(pattern=LOGIN_PATTERN)], db: PersonDb, current: CurrentLogin
 ) -> Profile:

@@ -44,6 +44,7 @@ HTTP_MODULES = {"/person": "person", "/account": "billing", "/order": "orders", 
 # the route cannot tell a deposit from a withdrawal (the body is not observed): "operation" covers both
 KINDS = {
     ("POST", "/person/register"): "register",
+    ("POST", "/person/login"): "login",
     ("GET", "/person/persons/{login}"): "profile",
     ("PUT", "/account/operation"): "operation",
     ("GET", "/account/"): "balance",

@@ -193,7 +193,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         # 400 here is FastAPI failing to parse a body (e.g. JSON nested too deep): malformed JSON too
-        titles = {400: "Malformed JSON", 404: "Not found", 405: "Method not allowed", 413: "Content too large"}
+        titles = {
+            400: "Malformed JSON",
+            404: "Not found",
+            405: "Method not allowed",
+            413: "Content too large",
+        }
         title = titles.get(exc.status_code, "HTTP error")
         slug = title.lower().replace(" ", "-")
         return problem_response(

@@ -123,7 +123,10 @@ def container(manifest: dict[str, Any]) -> dict[str, Any]:
 def test_helm_lint_passes_strict(helm: str) -> None:
     done = subprocess.run(
         [helm, "lint", "--strict", str(CHART), "--set", f"auth.secret={AUTH_SECRET}"],
-        capture_output=True, text=True, timeout=60, check=False
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
 

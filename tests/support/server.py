@@ -49,7 +49,7 @@ class Server:
                     return self
             except httpx.HTTPError:
                 pass
-            time.sleep(0.05)
+            time.sleep(0.05)  # poll interval; the loop ends at its deadline
         raise RuntimeError(f"server not ready within {timeout}s: {self.log()}")
 
     def kill(self) -> None:

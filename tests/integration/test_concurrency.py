@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 
 from tests.conftest import new_login
-from tests.support.auth import PASSWORD, log_in, sign_up
+from tests.support.auth import PASSWORD, log_in
+from tests.support.auth import open_account as support_open_account
 from tests.support.poll import until
 
 ORDERS = 50
@@ -22,20 +23,7 @@ Auth = dict[str, str]
 
 
 async def open_account(client: httpx.AsyncClient, deposit: int = 0) -> tuple[str, Auth]:
-    login, auth = await sign_up(client, prefix="conc")
-
-    async def account_open() -> bool:
-        return (await client.get("/account/", params={"login": login}, headers=auth)).status_code == 200
-
-    await until(account_open)
-    if deposit:
-        r = await client.put(
-            "/account/operation",
-            json={"login": login, "operation": "deposit", "sum": deposit},
-            headers=auth,
-        )
-        assert r.status_code == 200, r.text
-    return login, auth
+    return await support_open_account(client, deposit, prefix="conc")
 
 
 async def balance(client: httpx.AsyncClient, login: str, auth: Auth) -> Decimal:

@@ -8,7 +8,7 @@ from uuid import uuid4
 
 import httpx
 
-from tests.support.auth import sign_up
+from tests.support.auth import open_account as support_open_account
 from tests.support.poll import until
 
 RETRIES = 20
@@ -22,20 +22,7 @@ def keyed(auth: Auth, key: str) -> dict[str, str]:
 
 
 async def open_account(client: httpx.AsyncClient, deposit: int = 0) -> tuple[str, Auth]:
-    login, auth = await sign_up(client, prefix="idem")
-
-    async def account_open() -> bool:
-        return (await client.get("/account/", params={"login": login}, headers=auth)).status_code == 200
-
-    await until(account_open)
-    if deposit:
-        r = await client.put(
-            "/account/operation",
-            json={"login": login, "operation": "deposit", "sum": deposit},
-            headers=auth,
-        )
-        assert r.status_code == 200, r.text
-    return login, auth
+    return await support_open_account(client, deposit, prefix="idem")
 
 
 async def balance(client: httpx.AsyncClient, login: str, auth: Auth) -> float:

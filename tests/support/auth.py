@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 
 from tests.conftest import new_login
+from tests.support.poll import until
 
 PASSWORD = "correct horse battery staple"
 
@@ -30,3 +31,21 @@ async def sign_up(
     r = await client.post("/person/register", json=body)
     assert r.status_code == 200, r.text
     return login, await log_in(client, login)
+
+
+async def open_account(
+    client: httpx.AsyncClient, deposit: int = 0, prefix: str = "u"
+) -> tuple[str, dict[str, str]]:
+    """Sign up, wait (with a deadline) until billing has opened the account, deposit if asked."""
+    login, auth = await sign_up(client, prefix=prefix)
+
+    async def account_open() -> bool:
+        return (await client.get("/account/", params={"login": login}, headers=auth)).status_code == 200
+
+    await until(account_open)
+    if deposit:
+        r = await client.put(
+            "/account/operation", json={"login": login, "operation": "deposit", "sum": deposit}, headers=auth
+        )
+        assert r.status_code == 200, r.text
+    return login, auth

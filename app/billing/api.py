@@ -10,7 +10,7 @@ from app.billing.schemas import Balance, OperationBody, OperationResult
 from app.db import Database
 from app.fields import LOGIN_PATTERN
 from app.idempotency import check_key
-from app.problems import BadRequest, declared
+from app.problems import declared
 
 router = APIRouter(tags=["billing"])
 
@@ -21,7 +21,7 @@ async def _db(request: Request) -> Database:
 
 
 BillingDb = Annotated[Database, Depends(_db)]
-LoginQuery = Annotated[str | None, Query(pattern=LOGIN_PATTERN)]
+LoginQuery = Annotated[str, Query(pattern=LOGIN_PATTERN)]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 
@@ -44,9 +44,7 @@ async def account_operation(
     "/account/", response_model=Balance, response_model_by_alias=True, responses=declared(401, 403, 404)
 )
 @router.get("/account", response_model=Balance, response_model_by_alias=True, include_in_schema=False)
-async def get_account(db: BillingDb, current: CurrentLogin, login: LoginQuery = None) -> Balance:
+async def get_account(db: BillingDb, current: CurrentLogin, login: LoginQuery) -> Balance:
     """An account's balance (your own)."""
-    if login is None:
-        raise BadRequest("query parameter 'login' is required")
     require_self(current, login)
     return await db.query(service.get_balance, login)

@@ -9,7 +9,7 @@ from app.db import Database
 from app.fields import LOGIN_PATTERN
 from app.notifications import service
 from app.notifications.schemas import Notices
-from app.problems import BadRequest, declared
+from app.problems import declared
 
 router = APIRouter(tags=["notifications"])
 
@@ -29,11 +29,9 @@ NotificationsDb = Annotated[Database, Depends(_db)]
 async def get_notices(
     db: NotificationsDb,
     current: CurrentLogin,
-    login: Annotated[str | None, Query(pattern=LOGIN_PATTERN)] = None,
+    login: Annotated[str, Query(pattern=LOGIN_PATTERN)],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Notices:
     """A login's messages, oldest first (an unknown login has none)."""
-    if login is None:
-        raise BadRequest("query parameter 'login' is required")
     require_self(current, login)
     return Notices(login=login, messages=await db.query(service.list_notices, login, limit))

@@ -15,7 +15,7 @@ from app.fields import LOGIN_PATTERN
 from app.idempotency import check_key
 from app.orders import service
 from app.orders.schemas import CreateOrder, OrderList, OrderOut
-from app.problems import BadRequest, declared
+from app.problems import declared
 
 router = APIRouter(tags=["orders"])
 
@@ -104,11 +104,9 @@ async def get_order(
 async def list_orders(
     db: OrdersDb,
     current: CurrentLogin,
-    login: Annotated[str | None, Query(pattern=LOGIN_PATTERN)] = None,
+    login: Annotated[str, Query(pattern=LOGIN_PATTERN)],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> OrderList:
     """A login's orders, newest first."""
-    if login is None:
-        raise BadRequest("query parameter 'login' is required")
     require_self(current, login)
     return OrderList(orders=await db.query(service.list_orders, login, limit))

@@ -134,12 +134,17 @@ def problem_response(
 
 
 def _describe(errors: list[Any]) -> tuple[str, list[dict[str, Any]]]:
-    items = []
+    items, texts = [], []
     for e in errors:
-        loc = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
+        where = tuple(e.get("loc", ()))
+        loc = ".".join(str(p) for p in where if p != "body")
         items.append({"field": loc, "message": e.get("msg", "invalid"), "code": e.get("type", "")})
-    text = "; ".join(f"{i['field'] or 'body'}: {i['message']}" for i in items[:5])
-    return text or "invalid request", items
+        if e.get("type") == "missing" and len(where) == 2 and where[0] in ("query", "path", "header"):
+            # a sentence a person reads, not pydantic's "query.login: Field required"
+            texts.append(f"{where[0]} parameter '{where[1]}' is required")
+        else:
+            texts.append(f"{loc or 'body'}: {e.get('msg', 'invalid')}")
+    return "; ".join(texts[:5]) or "invalid request", items
 
 
 def install(app: FastAPI) -> None:

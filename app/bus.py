@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, ClassVar, Protocol
 from uuid import uuid4
 
@@ -119,6 +120,48 @@ class Backoff:
         return float(min(self.cap, self.base * 2.0 ** (attempt - 1)))
 
 
+async def deliver(
+    event: Envelope,
+    group: str,
+    attempt: int,
+    *,
+    member: Callable[[], Handler],
+    max_attempts: int,
+    backoff: Backoff,
+    give_up: Callable[[Envelope, str], Awaitable[None]],
+) -> bool:
+    """Redelivery, written once for every bus: hand ``event`` (as delivery ``attempt``) to a member of
+    ``group``; when the handler raises, wait the backoff and deliver again in place, so the subject's
+    later events wait behind it. After ``max_attempts`` deliveries call ``give_up(event, error)``.
+    True when a handler acked it, False when it was given up; either way the bus may ack it now."""
+    while True:
+        try:
+            await member()(event.delivered(attempt))
+            return True
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            if attempt >= max_attempts:
+                await give_up(event.delivered(attempt), error)
+                return False
+            log.warning(
+                "redelivering %s %s to %s after attempt %d: %s", event.type, event.id, group, attempt, error
+            )
+            await asyncio.sleep(backoff.delay(attempt))
+            attempt += 1
+
+
+async def hand_to_sink(sink: DeadLetterSink | None, event: Envelope, group: str, error: str) -> None:
+    """Log a dead letter and give it to the sink; a failing sink is logged, never raised (the bus goes on)."""
+    log.error("dead-lettered %s %s for %s: %s", event.type, event.id, group, error)
+    if sink is not None:
+        try:
+            await sink(event, group, error)
+        except Exception:
+            log.exception("dead-letter sink failed for %s", event.id)
+
+
 @dataclass(slots=True)
 class DeadLetter:
     event: Envelope
@@ -151,8 +194,17 @@ class _Group:
     async def _work(self, queue: asyncio.Queue[Envelope]) -> None:
         while True:
             event = await queue.get()
-            await self.bus._deliver(self, event)
-            self.bus._done(event)
+            bus = self.bus
+            await deliver(
+                event,
+                self.name,
+                1,
+                member=self._member,
+                max_attempts=bus.max_attempts,
+                backoff=bus.backoff,
+                give_up=partial(bus._dead_letter, group=self.name),
+            )
+            bus._done(event)
 
 
 class MemoryBus:
@@ -226,33 +278,9 @@ class MemoryBus:
             # wait() does not raise the workers' cancellation, so close() itself stays cancellable
             await asyncio.wait(workers)
 
-    async def _deliver(self, group: _Group, event: Envelope) -> None:
-        attempt = 1
-        while True:
-            try:
-                await group._member()(event.delivered(attempt))
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
-                if attempt >= self.max_attempts:
-                    await self._dead_letter(event.delivered(attempt), group.name, error)
-                    return
-                log.warning(
-                    "redelivering %s to %s after attempt %d: %s", event.type, group.name, attempt, error
-                )
-                await asyncio.sleep(self.backoff.delay(attempt))
-                attempt += 1
-
-    async def _dead_letter(self, event: Envelope, group: str, error: str) -> None:
-        log.error("dead-lettered %s %s for %s: %s", event.type, event.id, group, error)
+    async def _dead_letter(self, event: Envelope, error: str, *, group: str) -> None:
         self.dead_letters.append(DeadLetter(event, group, error))
-        if self._sink is not None:
-            try:
-                await self._sink(event, group, error)
-            except Exception:
-                log.exception("dead-letter sink failed for %s", event.id)
+        await hand_to_sink(self._sink, event, group, error)
 
     def _done(self, event: Envelope) -> None:
         left = self._pending.get(event.id, 1) - 1

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import re
+from functools import partial
 from typing import Any
 
 import orjson
@@ -24,7 +25,7 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError
 
-from app.bus import Backoff, DeadLetterSink, Envelope, Handler
+from app.bus import Backoff, DeadLetterSink, Envelope, Handler, deliver, hand_to_sink
 
 log = logging.getLogger(__name__)
 
@@ -215,14 +216,9 @@ class NatsBus:
                 await self._nc.flush(timeout=1)
             await self._nc.close()
 
-    async def _dead_letter(self, event: Envelope, group: str, error: str) -> None:
+    async def _dead_letter(self, event: Envelope, error: str, *, group: str) -> None:
         """Hand ``event`` (its ``attempt`` set) to the sink, then keep a copy in ``<ns>_DLQ``."""
-        log.error("dead-lettered %s %s for %s: %s", event.type, event.id, group, error)
-        if self._sink is not None:
-            try:
-                await self._sink(event, group, error)
-            except Exception:
-                log.exception("dead-letter sink failed for %s", event.id)
+        await hand_to_sink(self._sink, event, group, error)
         try:
             assert self._js is not None
             await self._js.publish(
@@ -435,23 +431,15 @@ class _Consumer:
             self._room.set()
 
     async def _deliver(self, seq: int, event: Envelope) -> None:
-        attempt = self.held[seq].metadata.num_delivered
-        while True:
-            try:
-                await self._member()(event.delivered(attempt))
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
-                if attempt >= self.bus.max_attempts:
-                    await self.bus._dead_letter(event.delivered(attempt), self.group, error)
-                    break
-                log.warning(
-                    "redelivering %s to %s after attempt %d: %s", event.id, self.group, attempt, error
-                )
-                await asyncio.sleep(self.bus.backoff.delay(attempt))
-                attempt += 1
+        await deliver(
+            event,
+            self.group,
+            self.held[seq].metadata.num_delivered,
+            member=self._member,
+            max_attempts=self.bus.max_attempts,
+            backoff=self.bus.backoff,
+            give_up=partial(self.bus._dead_letter, group=self.group),
+        )
         try:
             await self.held[seq].ack_sync(timeout=self.bus.publish_timeout)
         except asyncio.CancelledError:

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import re
 from collections.abc import Awaitable
+from functools import partial
 from typing import Any
 
 import aio_pika
@@ -20,7 +21,7 @@ from aio_pika.abc import (
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 from yarl import URL
 
-from app.bus import Backoff, DeadLetterSink, Envelope, Handler
+from app.bus import Backoff, DeadLetterSink, Envelope, Handler, deliver, hand_to_sink
 
 log = logging.getLogger(__name__)
 
@@ -231,13 +232,8 @@ class RabbitBus:
         await channel.close()
 
     async def _dead_letter(self, event: Envelope, group: str, error: str) -> None:
-        log.error("dead-lettered %s %s for %s: %s", event.type, event.id, group, error)
-        if self._sink is not None:
-            try:
-                await self._sink(event, group, error)
-            except Exception:
-                # not lost: the message itself goes on to <ns>.<group>.dead
-                log.exception("dead-letter sink failed for %s", event.id)
+        # a failing sink does not lose it: the message itself goes on to <ns>.<group>.dead
+        await hand_to_sink(self._sink, event, group, error)
 
 
 class _Group:
@@ -314,31 +310,25 @@ class _Group:
         count = (message.headers or {}).get(DELIVERY_COUNT)
         attempt = int(count) + 1 if isinstance(count, int) else 1
         event_type = message.routing_key or event.type
-        while True:
-            handler = await self._member(event_type)
-            if handler is None:
-                error = f"no handler for {event_type} in group {self.name}"
-                await self._give_up(message, event.delivered(attempt), error)
-                return
-            try:
-                await handler(event.delivered(attempt))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
-                if attempt >= self.bus.max_attempts:
-                    await self._give_up(message, event.delivered(attempt), error)
-                    return
-                log.warning(
-                    "redelivering %s to %s after attempt %d: %s", event.type, self.name, attempt, error
-                )
-                await asyncio.sleep(self.bus.backoff.delay(attempt))
-                attempt += 1
-                continue
-            await _settle(message.ack(), message)
+        # checked once: handlers are never removed, so every retry below finds one too
+        if not await self._has_member(event_type):
+            error = f"no handler for {event_type} in group {self.name}"
+            await self._give_up(message, event.delivered(attempt), error)
             return
+        handled = await deliver(
+            event,
+            self.name,
+            attempt,
+            member=partial(self._member, event_type),
+            max_attempts=self.bus.max_attempts,
+            backoff=self.bus.backoff,
+            give_up=partial(self._give_up, message),
+        )
+        if handled:
+            await _settle(message.ack(), message)
 
-    async def _member(self, event_type: str) -> Handler | None:
+    async def _has_member(self, event_type: str) -> bool:
+        """Whether a handler of ``event_type`` is (or within the grace becomes) subscribed here."""
         if not self.handlers.get(event_type):
             async with self._subscribed:
                 with contextlib.suppress(TimeoutError):
@@ -346,10 +336,11 @@ class _Group:
                         self._subscribed.wait_for(lambda: bool(self.handlers.get(event_type))),
                         self.bus.handler_grace,
                     )
-        members = self.handlers.get(event_type)
-        if not members:
-            return None
+        return bool(self.handlers.get(event_type))
+
+    def _member(self, event_type: str) -> Handler:
         # members of a group compete: each delivery attempt goes to one of them, in turn
+        members = self.handlers[event_type]
         turn = self._turns.get(event_type, 0)
         self._turns[event_type] = turn + 1
         return members[turn % len(members)]

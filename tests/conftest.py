@@ -12,6 +12,7 @@ import pytest
 from app.config import MODULES, Settings
 from app.main import create_app
 from app.migrate import migrate
+from tests.support.asgi import running
 
 
 def new_login(prefix: str = "u") -> str:
@@ -42,9 +43,5 @@ def settings(tmp_path: Path, migrated_template: Path) -> Settings:
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The whole system in this process, spoken to over ASGI."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            c.app = app  # type: ignore[attr-defined]
-            yield c
+    async with running(create_app(settings)) as c:
+        yield c

@@ -18,6 +18,7 @@ from app.auth import Auth
 from app.config import Settings
 from app.main import create_app
 from tests.conftest import new_login
+from tests.support.asgi import running
 from tests.support.auth import PASSWORD, bearer, log_in, sign_up
 from tests.support.poll import until
 
@@ -739,11 +740,8 @@ async def test_notice_limits_up_to_a_thousand_are_accepted(client: httpx.AsyncCl
 
 @pytest.fixture
 async def trusting_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings.with_(auth_mode="off"))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            yield c
+    async with running(create_app(settings.with_(auth_mode="off"))) as c:
+        yield c
 
 
 async def test_without_auth_an_order_for_an_unknown_login_is_rejected_as_account_not_found(

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import random
 
-import httpx
 import pytest
 
 from app.chaos import Chaos, ChaosBus
 from app.config import Settings
 from app.main import create_app
 from tests.conftest import new_login
+from tests.support.asgi import running
 from tests.support.auth import sign_up
 from tests.support.poll import until
 
@@ -46,55 +46,53 @@ async def test_2000_orders_under_chaos_end_terminal_with_clean_invariants(settin
         )
     )
     rng = random.Random(42)
-    async with app.router.lifespan_context(app):
+    async with running(app, timeout=30) as client:
         bus = app.state.system.bus
         assert isinstance(bus, ChaosBus)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=30) as client:
-            logins = [new_login("chaos") for _ in range(USERS)]
-            auth = dict(await asyncio.gather(*(sign_up(client, login) for login in logins)))
+        logins = [new_login("chaos") for _ in range(USERS)]
+        auth = dict(await asyncio.gather(*(sign_up(client, login) for login in logins)))
 
-            async def funded(login: str) -> None:
-                async def opened() -> bool:
-                    r = await client.get("/account/", params={"login": login}, headers=auth[login])
-                    return r.status_code == 200
+        async def funded(login: str) -> None:
+            async def opened() -> bool:
+                r = await client.get("/account/", params={"login": login}, headers=auth[login])
+                return r.status_code == 200
 
-                await until(opened, timeout=20)
-                r = await client.put(
-                    "/account/operation",
-                    json={"login": login, "operation": "deposit", "sum": 500},
-                    headers=auth[login],
-                )
-                assert r.status_code == 200
+            await until(opened, timeout=20)
+            r = await client.put(
+                "/account/operation",
+                json={"login": login, "operation": "deposit", "sum": 500},
+                headers=auth[login],
+            )
+            assert r.status_code == 200
 
-            await asyncio.gather(*(funded(login) for login in logins))
-            limit = asyncio.Semaphore(64)
-            statuses: dict[int, int] = {}
+        await asyncio.gather(*(funded(login) for login in logins))
+        limit = asyncio.Semaphore(64)
+        statuses: dict[int, int] = {}
 
-            async def order(i: int) -> None:
-                async with limit:
-                    login = logins[i % USERS]
-                    body = {"login": login, "price": rng.choice([10, 40, 90])}
-                    r = await client.post("/order/createOrder", json=body, headers=auth[login])
-                    statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+        async def order(i: int) -> None:
+            async with limit:
+                login = logins[i % USERS]
+                body = {"login": login, "price": rng.choice([10, 40, 90])}
+                r = await client.post("/order/createOrder", json=body, headers=auth[login])
+                statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
 
-            await asyncio.gather(*(order(i) for i in range(ORDERS)))
-            assert set(statuses) <= {200, 202}, statuses
+        await asyncio.gather(*(order(i) for i in range(ORDERS)))
+        assert set(statuses) <= {200, 202}, statuses
 
-            async def all_terminal() -> bool:
-                report = (await client.get("/admin/invariants")).json()
-                by_name = {i["name"]: i for i in report["invariants"]}
-                figures = by_name["orders paid, rejected or freshly pending"]["figures"]
-                return bool(figures["paid"] + figures["rejected"] == ORDERS)
+        async def all_terminal() -> bool:
+            report = (await client.get("/admin/invariants")).json()
+            by_name = {i["name"]: i for i in report["invariants"]}
+            figures = by_name["orders paid, rejected or freshly pending"]["figures"]
+            return bool(figures["paid"] + figures["rejected"] == ORDERS)
 
-            await until(all_terminal, timeout=60, interval=0.2)
+        await until(all_terminal, timeout=60, interval=0.2)
 
-            async def clean() -> dict[str, object] | None:
-                report: dict[str, object] = (await client.get("/admin/invariants")).json()
-                return report if report["ok"] else None
+        async def clean() -> dict[str, object] | None:
+            report: dict[str, object] = (await client.get("/admin/invariants")).json()
+            return report if report["ok"] else None
 
-            await until(clean, timeout=30, interval=0.2)
-            dead = (await client.get("/admin/deadletters")).json()["deadLetters"]
-            assert dead == []
+        await until(clean, timeout=30, interval=0.2)
+        dead = (await client.get("/admin/deadletters")).json()["deadLetters"]
+        assert dead == []
         # every kind of fault really happened
         assert all(n > 0 for n in bus.injected.values()), bus.injected

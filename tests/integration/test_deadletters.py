@@ -11,16 +11,15 @@ from app.bus import Envelope
 from app.config import Settings
 from app.main import System, create_app
 from tests.e2e.seed import walk_seed_scenario
+from tests.support.asgi import running
 from tests.support.poll import until
 
 
 @pytest.fixture
 async def poisoned(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, System]]:
     app = create_app(settings.with_(bus_max_attempts=3))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client, app.state.system
+    async with running(app) as client:
+        yield client, app.state.system
 
 
 def poison() -> Envelope:

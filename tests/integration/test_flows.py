@@ -18,6 +18,7 @@ from app.flows import SUBSCRIBER_QUEUE, FlowRecorder
 from app.main import create_app
 from app.observe import HttpExchange
 from tests.e2e.seed import walk_seed_scenario
+from tests.support.asgi import running
 from tests.support.auth import PASSWORD
 from tests.support.poll import until
 
@@ -64,12 +65,8 @@ def tag_requests(client: httpx.AsyncClient, prefix: str) -> list[tuple[str, str,
 
 @contextlib.asynccontextmanager
 async def system_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            c.app = app  # type: ignore[attr-defined]
-            yield c
+    async with running(create_app(settings)) as c:
+        yield c
 
 
 async def test_order_flow_has_the_seed_arrows_in_the_seed_order(client: httpx.AsyncClient) -> None:

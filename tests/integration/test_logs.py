@@ -8,7 +8,6 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 import structlog
 
@@ -16,6 +15,7 @@ from app import logs
 from app.config import Settings
 from app.main import create_app
 from tests.conftest import new_login
+from tests.support.asgi import running
 from tests.support.auth import PASSWORD
 from tests.support.poll import until
 
@@ -86,21 +86,19 @@ async def test_lines_of_a_request_and_of_the_events_it_caused_carry_its_correlat
         request_log.info("inside the request")
         return {}
 
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            headers = {"X-Correlation-ID": "abc"}
-            assert (await client.get("/test/log", headers=headers)).status_code == 200
-            login = new_login()
-            r = await client.post(
-                "/person/register",
-                json={"login": login, "email": f"{login}@example.com", "password": PASSWORD},
-                headers=headers,
-            )
-            assert r.status_code == 200, r.text
+    async with running(app) as client:
+        headers = {"X-Correlation-ID": "abc"}
+        assert (await client.get("/test/log", headers=headers)).status_code == 200
+        login = new_login()
+        r = await client.post(
+            "/person/register",
+            json={"login": login, "email": f"{login}@example.com", "password": PASSWORD},
+            headers=headers,
+        )
+        assert r.status_code == 200, r.text
 
-            await until(lambda: dead_lettered(lines(captured)))
-            await client.get("/test/log")  # another request, its own id
+        await until(lambda: dead_lettered(lines(captured)))
+        await client.get("/test/log")  # another request, its own id
 
     found = lines(captured)
     inside = [x for x in found if x["event"] == "inside the request"]

@@ -10,6 +10,7 @@ from app.bus import Envelope
 from app.config import Settings
 from app.main import create_app
 from tests.e2e.seed import walk_seed_scenario
+from tests.support.asgi import running
 from tests.support.auth import sign_up
 from tests.support.poll import until
 
@@ -100,41 +101,37 @@ async def test_an_unmatched_path_is_one_label_not_one_per_path(client: httpx.Asy
 
 async def test_a_poison_event_is_counted_failed_redelivered_and_dead_lettered(settings: Settings) -> None:
     app = create_app(settings.with_(bus_max_attempts=3))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            system = app.state.system
-            assert system.bus is not None
-            poison = Envelope(
-                type="orders.payment_requested.v1",
-                source="orders",
-                subject="mallory",
-                data={"order_id": "o-poison", "login": "mallory", "amount": -500},
-            )
-            await system.bus.publish(poison)
-            labels = {"type": "orders.payment_requested.v1", "group": "billing"}
+    async with running(app) as client:
+        system = app.state.system
+        assert system.bus is not None
+        poison = Envelope(
+            type="orders.payment_requested.v1",
+            source="orders",
+            subject="mallory",
+            data={"order_id": "o-poison", "login": "mallory", "amount": -500},
+        )
+        await system.bus.publish(poison)
+        labels = {"type": "orders.payment_requested.v1", "group": "billing"}
 
-            async def dead() -> Samples | None:
-                s = await scrape(client)
-                return s if value(s, "events_dead_lettered_total", **labels) == 1 else None
+        async def dead() -> Samples | None:
+            s = await scrape(client)
+            return s if value(s, "events_dead_lettered_total", **labels) == 1 else None
 
-            s = await until(dead)
-            assert value(s, "events_failed_total", **labels) == 3
-            assert value(s, "events_redelivered_total", **labels) == 2
-            assert value(s, "events_consumed_total", **labels) == 0
+        s = await until(dead)
+        assert value(s, "events_failed_total", **labels) == 3
+        assert value(s, "events_redelivered_total", **labels) == 2
+        assert value(s, "events_consumed_total", **labels) == 0
 
 
 async def test_a_reply_timeout_is_counted_as_pending(settings: Settings) -> None:
     # billing is not running here: the order can only time out
     app = create_app(settings.with_(modules=("person", "orders"), order_reply_timeout=0.05))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            login, auth = await sign_up(client, prefix="nobody")
-            r = await client.post("/order/createOrder", json={"login": login, "price": 10}, headers=auth)
-            assert r.status_code == 202, r.text
-            s = await scrape(client)
-            assert value(s, "orders_create_outcomes_total", outcome="pending") == 1
-            assert value(s, "orders_reply_timeouts_total") == 1
-            assert value(s, "outbox_pending", module="orders") == 1
-            assert value(s, "outbox_oldest_age_seconds", module="orders") > 0
+    async with running(app) as client:
+        login, auth = await sign_up(client, prefix="nobody")
+        r = await client.post("/order/createOrder", json={"login": login, "price": 10}, headers=auth)
+        assert r.status_code == 202, r.text
+        s = await scrape(client)
+        assert value(s, "orders_create_outcomes_total", outcome="pending") == 1
+        assert value(s, "orders_reply_timeouts_total") == 1
+        assert value(s, "outbox_pending", module="orders") == 1
+        assert value(s, "outbox_oldest_age_seconds", module="orders") > 0

@@ -11,6 +11,7 @@ import httpx
 
 from app.config import Settings
 from app.main import create_app
+from tests.support.asgi import running as started
 from tests.support.auth import sign_up
 from tests.support.poll import until
 
@@ -22,11 +23,8 @@ Auth = dict[str, str]
 async def running(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """One run of the app. Not the ``client`` fixture: these tests stop a run and start the next on
     the same data_dir inside one test, which a fixture's teardown cannot do."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
+    async with started(create_app(settings)) as client:
+        yield client
 
 
 def full(tmp_path: Path) -> Settings:

@@ -16,6 +16,7 @@ from app.main import create_app
 from app.observe import HttpExchange
 from app.tracing import Tracing, format_traceparent
 from tests.e2e.seed import walk_seed_scenario
+from tests.support.asgi import running
 from tests.support.poll import until
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -45,10 +46,8 @@ async def serve(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, Fa
     app = create_app(settings)
     published = Published()
     app.state.system.observers.add(published)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client, app, published
+    async with running(app) as client:
+        yield client, app, published
 
 
 @pytest.fixture

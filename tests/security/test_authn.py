@@ -19,6 +19,7 @@ import pytest
 from app.config import Settings
 from app.main import create_app
 from tests.conftest import new_login
+from tests.support.asgi import running
 from tests.support.auth import PASSWORD, bearer, sign_up
 from tests.support.poll import until
 
@@ -179,24 +180,22 @@ async def test_passwords_are_never_answered_logged_or_stored(
     caplog.set_level(logging.DEBUG)
     secret_word = "Tr0ub4dor&3-never-echo"
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            login = new_login()
-            body = {"login": login, "email": f"{login}@example.com", "password": secret_word}
-            answers = [
-                await c.post("/person/register", json=body),
-                await c.post("/person/register", json=body),  # 409: taken
-                await c.post("/person/register", json={**body, "login": "x"}),  # 422
-                await c.post("/person/register", json={**body, "password": secret_word * 10}),  # too long
-                await c.post("/person/login", json={"login": login, "password": secret_word}),
-                await c.post("/person/login", json={"login": login, "password": secret_word + "x"}),
-                await c.post("/person/login", json={"login": login, "password": secret_word, "x": 1}),
-            ]
-            assert [r.status_code for r in answers] == [200, 409, 422, 422, 200, 401, 422]
-            texts = [r.text + str(r.headers) for r in answers]
-            r = await c.get(f"/person/persons/{login}", headers=await _log_in(c, login, secret_word))
-            texts.append(r.text)
+    async with running(app) as c:
+        login = new_login()
+        body = {"login": login, "email": f"{login}@example.com", "password": secret_word}
+        answers = [
+            await c.post("/person/register", json=body),
+            await c.post("/person/register", json=body),  # 409: taken
+            await c.post("/person/register", json={**body, "login": "x"}),  # 422
+            await c.post("/person/register", json={**body, "password": secret_word * 10}),  # too long
+            await c.post("/person/login", json={"login": login, "password": secret_word}),
+            await c.post("/person/login", json={"login": login, "password": secret_word + "x"}),
+            await c.post("/person/login", json={"login": login, "password": secret_word, "x": 1}),
+        ]
+        assert [r.status_code for r in answers] == [200, 409, 422, 422, 200, 401, 422]
+        texts = [r.text + str(r.headers) for r in answers]
+        r = await c.get(f"/person/persons/{login}", headers=await _log_in(c, login, secret_word))
+        texts.append(r.text)
     assert all(secret_word not in t for t in texts)
     assert secret_word not in caplog.text
     stored = _person_files(settings.data_dir)
@@ -223,17 +222,15 @@ async def test_auth_mode_off_warns_loudly_and_trusts_everyone(
     assert any(
         "AUTH_MODE=off" in rec.getMessage() and rec.levelno >= logging.WARNING for rec in caplog.records
     )
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            login = new_login()
-            body = {"login": login, "email": f"{login}@example.com", "password": PASSWORD}
-            assert (await c.post("/person/register", json=body)).status_code == 200
+    async with running(app) as c:
+        login = new_login()
+        body = {"login": login, "email": f"{login}@example.com", "password": PASSWORD}
+        assert (await c.post("/person/register", json=body)).status_code == 200
 
-            async def open_without_a_token() -> bool:
-                return (await c.get("/account/", params={"login": login})).status_code == 200
+        async def open_without_a_token() -> bool:
+            return (await c.get("/account/", params={"login": login})).status_code == 200
 
-            await until(open_without_a_token)
+        await until(open_without_a_token)
 
 
 def test_auth_is_on_by_default() -> None:

@@ -4,10 +4,13 @@ Why units of work are plain functions run by the writer, not ``async with`` bloc
 statement is a hop to a thread and back through the event loop; under load each hop waits behind the
 whole loop, and a createOrder pays ~20 of them (measured here: 88 orders/s, p50 480 ms at 64 clients).
 So a unit of work is a synchronous function of a :class:`UnitOfWork`; the writer collects whatever is
-queued, runs the lot in ONE trip to its thread, each inside a SAVEPOINT of one transaction, and COMMITs
-once (group commit). A unit that raises rolls back to its savepoint and leaves the batch intact.
+queued and runs the lot at once, each inside a SAVEPOINT of one transaction, and COMMITs once (group
+commit). A unit that raises rolls back to its savepoint and leaves the batch intact.
 
-On PostgreSQL the same functions run through SQLAlchemy's ``run_sync`` on asyncpg (no thread at all).
+On SQLite the batch runs right on the event loop over the stdlib driver: a statement costs ~20 µs,
+and a writer thread only added GIL hand-offs (measured: 278 → 713 orders/s without it, among other
+changes). Committed reads go through an aiosqlite pool. On PostgreSQL the same functions run through
+SQLAlchemy's ``run_sync`` on asyncpg.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -144,11 +146,9 @@ class Database:
         *,
         outbox: Table | None = None,
         batch_max: int = 512,
-        inline: bool = True,
     ) -> None:
         self.name, self.url, self.metadata, self.outbox = name, url, metadata, outbox
         self.batch_max = batch_max
-        self.inline = inline
         self.on_commit: Callable[[Sequence[Envelope]], None] | None = None
         # runs between a COMMIT and the hand-off of its events (the chaos crash point hooks in here)
         self.after_commit_hook: Callable[[], None] | None = None
@@ -158,10 +158,9 @@ class Database:
         self._memory = self.is_sqlite and (":memory:" in url or url.split("://", 1)[1] in ("", "/"))
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
-        # SQLite: a sync engine driven from one dedicated thread (one hop per batch)
+        # SQLite: the writer's one connection, used on the event loop (see the module docstring)
         self._sync_engine: Engine | None = None
-        self._thread: ThreadPoolExecutor | None = None
-        self._thread_conn: Connection | None = None
+        self._sqlite_conn: Connection | None = None
         # reads (and on PostgreSQL, writes too): an async engine
         self._async_engine: AsyncEngine | None = None
         self._channel: PgChannel | None = None
@@ -171,17 +170,12 @@ class Database:
 
     async def start(self, *, create_tables: bool = True) -> None:
         if self.is_sqlite:
-            self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-db")
-            if self.inline:
-                self._sync_engine = self._sqlite_engine()
-                self._open_thread_conn()
-            else:
-                self._sync_engine = self._sqlite_engine()
-                await self._in_thread(self._open_thread_conn)
+            self._sync_engine = self._sqlite_engine()
+            self._sqlite_conn = self._sync_engine.connect()
             if not self._memory:
                 self._async_engine = self._sqlite_read_engine()
             if create_tables:
-                await self._in_thread(lambda: self._thread_tx(self.metadata.create_all))
+                self._sqlite_tx(self.metadata.create_all)
         else:
             self._async_engine = create_async_engine(
                 self.url, pool_size=5, max_overflow=5, pool_pre_ping=True
@@ -203,9 +197,11 @@ class Database:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
-        if self._thread is not None:
-            await self._in_thread(self._close_thread_conn)
-            self._thread.shutdown(wait=True)
+        if self._sqlite_conn is not None:
+            self._sqlite_conn.close()
+            self._sqlite_conn = None
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
         if self._async_engine is not None:
             await self._async_engine.dispose()
 
@@ -260,25 +256,10 @@ class Database:
 
         return engine
 
-    async def _in_thread(self, fn: Callable[[], T]) -> T:
-        assert self._thread is not None
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
-
-    def _open_thread_conn(self) -> None:
-        assert self._sync_engine is not None
-        self._thread_conn = self._sync_engine.connect()
-
-    def _close_thread_conn(self) -> None:
-        if self._thread_conn is not None:
-            self._thread_conn.close()
-            self._thread_conn = None
-        if self._sync_engine is not None:
-            self._sync_engine.dispose()
-
-    def _thread_tx(self, fn: Callable[[Connection], T]) -> T:
-        assert self._thread_conn is not None
-        with self._thread_conn.begin():
-            return fn(self._thread_conn)
+    def _sqlite_tx(self, fn: Callable[[Connection], T]) -> T:
+        assert self._sqlite_conn is not None
+        with self._sqlite_conn.begin():
+            return fn(self._sqlite_conn)
 
     # -- writing -----------------------------------------------------------------------------------
 
@@ -316,11 +297,9 @@ class Database:
             if not jobs:
                 continue
             try:
-                if self._thread is not None and self.inline:
-                    self._thread_tx(partial(self._run_batch, jobs=jobs))
+                if self._sqlite_conn is not None:
+                    self._sqlite_tx(partial(self._run_batch, jobs=jobs))
                     await asyncio.sleep(0)  # let the loop run between batches
-                elif self._thread is not None:
-                    await self._in_thread(partial(self._thread_tx, partial(self._run_batch, jobs=jobs)))
                 else:
                     assert self._async_engine is not None
                     async with self._async_engine.connect() as aconn:
@@ -421,7 +400,7 @@ class Database:
             return fn(conn, *args, **kwargs)
 
         if self._async_engine is None:
-            # in-memory SQLite is one connection: reads take their turn in its thread
-            return await self._in_thread(partial(self._thread_tx, run))
+            # in-memory SQLite is one connection: a read takes it between two of the writer's batches
+            return self._sqlite_tx(run)
         async with self._async_engine.connect() as conn:
             return await conn.run_sync(run)

@@ -58,6 +58,7 @@ class Relay:
         # seen", which skips rows that commit out of order
         self._queue: asyncio.Queue[Envelope] = asyncio.Queue()
         self._done: list[str] = []
+        self._marks_waiting = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         # a bus that is not durable (the memory bus) reports when every group has acked an event
         self._settles = not getattr(bus, "durable", True)
@@ -170,12 +171,15 @@ class Relay:
 
     def _mark_done(self, event: Envelope) -> None:
         self._done.append(event.id)
+        self._marks_waiting.set()
 
     async def _mark_loop(self) -> None:
+        # asleep while idle; after the first mark, wait mark_every so a burst becomes one UPDATE
         while True:
+            await self._marks_waiting.wait()
             await asyncio.sleep(self.mark_every)
-            if self._done:
-                await self._flush_marks()
+            self._marks_waiting.clear()
+            await self._flush_marks()
 
     async def _flush_marks(self) -> None:
         ids, self._done = self._done, []
@@ -190,3 +194,4 @@ class Relay:
             # not fatal: an unmarked row is published again after a restart and absorbed by inboxes
             log.exception("could not mark %d outbox rows of %s", len(ids), self.db.name)
             self._done[:0] = ids
+            self._marks_waiting.set()

@@ -38,11 +38,11 @@ def parse(argv: list[str] | None = None) -> tuple[str, Settings, argparse.Namesp
 def main(argv: list[str] | None = None) -> None:
     rest = sys.argv[1:] if argv is None else argv
     if rest[:1] == ["bench"]:  # its flags are its own: python -m app bench --help
-        from app.bench import main as bench
+        from app.ops.bench import main as bench
 
         sys.exit(bench(rest[1:]))
     command, settings, args = parse(argv)
-    from app import logs
+    from app.observe import logs
 
     logs.configure(settings.log_level, settings.log_format)
     if command == "migrate":
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        log_config=None,  # logging is already set up (app/logs.py): uvicorn's lines go through it
+        log_config=None,  # logging is already set up (app/observe/logs.py): uvicorn's lines go through it
         access_log=os.environ.get("ACCESS_LOG", "0") == "1",
         loop="auto",
         http="auto",
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 async def _migrate(settings: Settings) -> None:
-    from app.migrate import migrate
+    from app.storage.migrate import migrate
 
     for name in settings.modules:
         await migrate(settings.database_url_for(name), name)
@@ -84,9 +84,9 @@ async def _check(settings: Settings, grace: float, *, as_json: bool) -> int:
 
     import orjson
 
-    from app.db import Database
-    from app.invariants import check
-    from app.main import MODULES as REGISTRY
+    from app.ops.invariants import check
+    from app.storage.database import Database
+    from app.system import MODULES as REGISTRY
 
     dbs: dict[str, Database] = {}
     for name in settings.modules:

@@ -98,6 +98,21 @@ class DeadLetterSink(Protocol):
 
 
 class Bus(Protocol):
+    """What the platform needs from a bus; :class:`MemoryBus`, the broker adapters and the wrappers
+    (observed, chaos) implement all of it, and ``tests/conformance/`` holds each to it."""
+
+    @property
+    def durable(self) -> bool:
+        """True when a published event is safe once ``publish`` returns (a broker's ack); False for a
+        bus that loses what it holds with the process: the relay then waits for ``on_settled``."""
+
+    async def connect(self) -> None:
+        """Reach the broker and declare what it needs; fail fast here, not on the first publish."""
+
+    @property
+    def ready(self) -> bool:
+        """Whether the bus can take and deliver events now (``/health/ready``)."""
+
     async def publish(self, event: Envelope) -> None:
         """Return only when the bus has accepted the event (broker ack, or queued in memory)."""
 
@@ -107,6 +122,15 @@ class Bus(Protocol):
         A handler that returns acks the event; one that raises gets it again after a backoff, up to
         ``max_attempts`` deliveries, after which the event goes to the dead-letter sink and is acked.
         """
+
+    def expect_groups(self, expected: Mapping[str, Iterable[str]]) -> None:
+        """Declare, per event type, every group that consumes it in the whole system, running here or
+        not. A bus that holds events for a group that is not subscribed yet (a broker's durable
+        queues) has nothing to do with it."""
+
+    def on_settled(self, source: str, listener: Callable[[Envelope], None]) -> None:
+        """Call ``listener`` once every expected group has acked or dead-lettered an event published
+        by ``source``. Only a bus that is not ``durable`` calls it; a durable bus never does."""
 
     async def close(self) -> None: ...
 
@@ -160,14 +184,6 @@ async def hand_to_sink(sink: DeadLetterSink | None, event: Envelope, group: str,
             await sink(event, group, error)
         except Exception:
             log.exception("dead-letter sink failed for %s", event.id)
-
-
-@dataclass(slots=True)
-class DeadLetter:
-    event: Envelope
-    group: str
-    error: str
-    at: datetime = field(default_factory=utcnow)
 
 
 class _Group:
@@ -225,13 +241,15 @@ class MemoryBus:
         self.max_attempts = max_attempts
         self.backoff = backoff or Backoff()
         self.partitions = partitions
-        self.dead_letters: list[DeadLetter] = []
         self._sink = dead_letters
         self._groups: dict[str, dict[str, _Group]] = {}
         self._pending: dict[str, int] = {}
         self._settle_listeners: dict[str, Callable[[Envelope], None]] = {}
         self._expected: dict[str, frozenset[str]] = {}
         self._closed = False
+
+    async def connect(self) -> None:
+        """Nothing to reach: the bus is this process."""
 
     async def publish(self, event: Envelope) -> None:
         if self._closed:
@@ -279,7 +297,6 @@ class MemoryBus:
             await asyncio.wait(workers)
 
     async def _dead_letter(self, event: Envelope, error: str, *, group: str) -> None:
-        self.dead_letters.append(DeadLetter(event, group, error))
         await hand_to_sink(self._sink, event, group, error)
 
     def _done(self, event: Envelope) -> None:

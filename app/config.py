@@ -32,7 +32,7 @@ class Settings:
     idempotency_ttl_hours: float = 48.0
     max_body_bytes: int = 64 * 1024
     log_level: str = "info"
-    # security (app/auth.py): "on" unless a teaching walk-through says AUTH_MODE=off
+    # security (app/edge/auth.py): "on" unless a teaching walk-through says AUTH_MODE=off
     auth_mode: str = "on"
     auth_secret: str | None = None  # None: a random one kept in data_dir/auth-secret
     token_ttl_seconds: int = 3600
@@ -43,10 +43,10 @@ class Settings:
     # the flow viewer's memory: flows kept (oldest dropped first; 0 = off) and hops kept per flow
     flows_max: int = 1000
     flows_max_hops: int = 500
-    # seeded faults for tests and demos (app/chaos.py); empty = off
+    # seeded faults for tests and demos (app/messaging/chaos.py); empty = off
     bus_chaos: str = ""
     crash_at: str = ""
-    # OpenTelemetry traces (app/tracing.py): "" off | console | memory | otlp
+    # OpenTelemetry traces (app/observe/tracing.py): "" off | console | memory | otlp
     otel_traces: str = ""
 
     def database_url_for(self, module: str) -> str:

@@ -11,7 +11,7 @@ import pytest
 
 from app.config import MODULES, Settings
 from app.main import create_app
-from app.migrate import migrate
+from app.storage.migrate import migrate
 from tests.support.asgi import running
 
 

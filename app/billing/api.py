@@ -2,27 +2,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Query
 
-from app.auth import CurrentLogin, require_self
 from app.billing import service
 from app.billing.schemas import Balance, OperationBody, OperationResult
-from app.db import Database
-from app.fields import LOGIN_PATTERN
-from app.idempotency import check_key
+from app.edge.auth import CurrentLogin, require_self
+from app.edge.deps import IdempotencyKey, database
+from app.edge.fields import LOGIN_PATTERN
 from app.problems import declared
+from app.storage.database import Database
+from app.storage.idempotency import check_key
 
 router = APIRouter(tags=["billing"])
 
 
-async def _db(request: Request) -> Database:
-    db: Database = request.app.state.dbs["billing"]
-    return db
-
-
-BillingDb = Annotated[Database, Depends(_db)]
+BillingDb = Annotated[Database, Depends(database("billing"))]
 LoginQuery = Annotated[str, Query(pattern=LOGIN_PATTERN)]
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 
 @router.put(

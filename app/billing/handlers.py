@@ -4,8 +4,8 @@ from pydantic import PositiveInt
 
 from app.billing import service
 from app.bus import Consumed, Envelope
-from app.db import UnitOfWork
-from app.inbox import ModuleHandler
+from app.messaging.inbox import ModuleHandler
+from app.storage.database import UnitOfWork
 
 
 class PersonRegistered(Consumed):

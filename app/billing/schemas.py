@@ -6,7 +6,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic.alias_generators import to_camel
 
-from app.fields import Amount, Login, Money
+from app.edge.fields import Amount, Login, Money
 
 OPERATION_ALIASES = {
     "deposit": "deposit",

@@ -2,19 +2,20 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Connection, String, bindparam, select, update
 
-from app import idempotency
 from app.billing.events import AccountCreated, NotificationRequested, PaymentFailed, PaymentSucceeded
 from app.billing.models import accounts, messaging, operations, payments
 from app.billing.schemas import Balance, OperationBody, OperationResult
 from app.bus import new_id, utcnow
-from app.db import UnitOfWork, UtcDateTime
 from app.money import to_text
 from app.problems import Conflict, NotFound
+from app.storage import idempotency
+from app.storage.database import UnitOfWork
+from app.storage.types import UtcDateTime
 
 # a ceiling far above any real balance that keeps every sum inside a signed 64-bit column
 MAX_BALANCE = 10**15
 
-# statements are built once (see app.db.insert_ignore for the measured why)
+# statements are built once (see app.storage.types.insert_ignore for the measured why)
 _login = bindparam("b_login", type_=String)
 _amount = bindparam("b_amount", type_=BigInteger)
 _now = bindparam("b_now", type_=UtcDateTime)

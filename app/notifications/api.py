@@ -2,24 +2,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 
-from app.auth import CurrentLogin, require_self
-from app.db import Database
-from app.fields import LOGIN_PATTERN
+from app.edge.auth import CurrentLogin, require_self
+from app.edge.deps import database
+from app.edge.fields import LOGIN_PATTERN
 from app.notifications import service
 from app.notifications.schemas import Notices
 from app.problems import declared
+from app.storage.database import Database
 
 router = APIRouter(tags=["notifications"])
 
 
-async def _db(request: Request) -> Database:
-    db: Database = request.app.state.dbs["notifications"]
-    return db
-
-
-NotificationsDb = Annotated[Database, Depends(_db)]
+NotificationsDb = Annotated[Database, Depends(database("notifications"))]
 
 
 @router.get(

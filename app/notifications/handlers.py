@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 from app.bus import Consumed, Envelope
-from app.db import UnitOfWork
-from app.inbox import ModuleHandler
+from app.messaging.inbox import ModuleHandler
 from app.notifications import service
+from app.storage.database import UnitOfWork
 
 
 class NotificationRequested(Consumed):

@@ -6,8 +6,8 @@ from sqlalchemy import Index, Text
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-from app.db import UtcDateTime
-from app.tables import messaging_tables
+from app.messaging.tables import messaging_tables
+from app.storage.types import UtcDateTime
 
 
 class NotificationsTable(SQLModel, registry=registry()):

@@ -3,9 +3,9 @@ from __future__ import annotations
 from sqlalchemy import Connection, select
 
 from app.bus import new_id, utcnow
-from app.db import UnitOfWork
 from app.notifications.models import notices
 from app.notifications.schemas import Message
+from app.storage.database import UnitOfWork
 
 
 def store_notice(

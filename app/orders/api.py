@@ -1,38 +1,31 @@
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 
-from app.auth import CurrentLogin, require_self
 from app.bus import new_id
-from app.config import Settings
-from app.db import Database
-from app.fields import LOGIN_PATTERN
-from app.idempotency import check_key
+from app.edge.auth import CurrentLogin, require_self
+from app.edge.deps import AppSettings, IdempotencyKey, database
+from app.edge.fields import LOGIN_PATTERN
 from app.orders import service
+from app.orders.replies import Replies
 from app.orders.schemas import CreateOrder, OrderList, OrderOut
 from app.problems import declared
+from app.storage.database import Database
+from app.storage.idempotency import check_key
 
 router = APIRouter(tags=["orders"])
 
 
-async def _db(request: Request) -> Database:
-    db: Database = request.app.state.dbs["orders"]
-    return db
+async def _replies(request: Request) -> Replies:
+    replies: Replies = request.app.state.replies
+    return replies
 
 
-async def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-OrdersDb = Annotated[Database, Depends(_db)]
-AppSettings = Annotated[Settings, Depends(_settings)]
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+OrdersDb = Annotated[Database, Depends(database("orders"))]
+OrderReplies = Annotated[Replies, Depends(_replies)]
 
 
 @router.post(
@@ -47,6 +40,7 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 async def create_order(
     body: CreateOrder,
     db: OrdersDb,
+    replies: OrderReplies,
     settings: AppSettings,
     current: CurrentLogin,
     idempotency_key: IdempotencyKey = None,
@@ -55,23 +49,14 @@ async def create_order(
     require_self(current, body.login)
     key = check_key(idempotency_key)
     order_id = new_id()
-    settled = db.signals.expect(order_id)
-    try:
-        stored_id = await db.transact(service.create_order, body, order_id, key)
-        if stored_id != order_id:  # a replay: answer for the first order
-            db.signals.discard(order_id, settled)
-            order_id, settled = stored_id, db.signals.expect(stored_id)
-            order = await db.query(service.get_order, order_id)
-            if order.status != "pending":
-                return _reply(order)
-        with contextlib.suppress(TimeoutError):
-            order = await asyncio.wait_for(settled, settings.order_reply_timeout)
-            # a wake-up from another replica carries no order: read the row it settled
-            return _reply(order if order is not None else await db.query(service.get_order, order_id))
-    finally:
-        db.signals.discard(order_id, settled)
-    # no outcome in time: the order row is the truth (it may have settled a moment ago)
-    return _reply(await db.query(service.get_order, order_id))
+
+    async def place() -> str:
+        return await db.transact(service.create_order, body, order_id, key)
+
+    async def read(stored_id: str) -> OrderOut:
+        return await db.query(service.get_order, stored_id)
+
+    return _reply(await replies.wait(order_id, settings.order_reply_timeout, read, place=place))
 
 
 def _reply(order: OrderOut) -> Response:

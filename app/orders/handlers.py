@@ -3,9 +3,11 @@ from __future__ import annotations
 from typing import Literal
 
 from app.bus import Consumed, Envelope
-from app.db import UnitOfWork
-from app.inbox import ModuleHandler
+from app.messaging.inbox import ModuleHandler
 from app.orders import service
+from app.orders.replies import Replies
+from app.orders.schemas import OrderOut
+from app.storage.database import UnitOfWork
 
 
 class PaymentSucceeded(Consumed):
@@ -17,14 +19,20 @@ class PaymentFailed(Consumed):
     reason: Literal["insufficient_funds", "account_not_found"]
 
 
-def on_payment_succeeded(uow: UnitOfWork, event: Envelope) -> None:
+def on_payment_succeeded(uow: UnitOfWork, event: Envelope, replies: Replies) -> None:
     paid = PaymentSucceeded.model_validate(event.data)
-    service.settle(uow, paid.order_id, "paid", None)
+    _answer(uow, replies, service.settle(uow, paid.order_id, "paid", None))
 
 
-def on_payment_failed(uow: UnitOfWork, event: Envelope) -> None:
+def on_payment_failed(uow: UnitOfWork, event: Envelope, replies: Replies) -> None:
     failed = PaymentFailed.model_validate(event.data)
-    service.settle(uow, failed.order_id, "rejected", failed.reason)
+    _answer(uow, replies, service.settle(uow, failed.order_id, "rejected", failed.reason))
+
+
+def _answer(uow: UnitOfWork, replies: Replies, order: OrderOut | None) -> None:
+    # the waiting createOrder request gets the settled order once it is committed, with no second read
+    if order is not None:
+        uow.after_commit(lambda: replies.settled(order))
 
 
 SUBSCRIPTIONS: dict[str, ModuleHandler] = {

@@ -7,7 +7,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, computed_field
 from pydantic.alias_generators import to_camel
 
-from app.fields import Amount, Login, Money
+from app.edge.fields import Amount, Login, Money
 from app.money import to_number
 
 

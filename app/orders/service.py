@@ -3,16 +3,17 @@ from __future__ import annotations
 import orjson
 from sqlalchemy import Connection, bindparam, select, update
 
-from app import idempotency
 from app.bus import utcnow
-from app.db import UnitOfWork, UtcDateTime
 from app.money import MAX_MINOR, to_text
 from app.orders.events import PaymentRequested
 from app.orders.models import messaging, orders
 from app.orders.schemas import CreateOrder, OrderOut
 from app.problems import BadRequest, NotFound
+from app.storage import idempotency
+from app.storage.database import UnitOfWork
+from app.storage.types import UtcDateTime
 
-# statements are built once (see app.db.insert_ignore for the measured why)
+# statements are built once (see app.storage.types.insert_ignore for the measured why)
 PLACE = orders.insert()
 SETTLE = (
     update(orders)
@@ -83,10 +84,7 @@ def settle(uow: UnitOfWork, order_id: str, status: str, reason: str | None) -> O
     ).first()
     if row is None:
         return None
-    order = OrderOut.from_row(row)
-    # the waiting createOrder request gets the settled order with no second read
-    uow.after_commit(lambda: uow.db.signals.fire(order_id, order))
-    return order
+    return OrderOut.from_row(row)
 
 
 def get_order(conn: Connection, order_id: str) -> OrderOut:

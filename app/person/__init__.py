@@ -1,6 +1,6 @@
 """Person: registers people and announces them."""
 
-from app.inbox import ModuleHandler
+from app.messaging.inbox import ModuleHandler
 from app.person.api import router
 from app.person.models import messaging, metadata
 

@@ -4,19 +4,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
 
-from app.auth import Auth, CurrentLogin, Unauthorized, require_self
-from app.db import Database
-from app.fields import LOGIN_PATTERN
+from app.edge.auth import Auth, CurrentLogin, Unauthorized, require_self
+from app.edge.deps import database
+from app.edge.fields import LOGIN_PATTERN
 from app.person import service
 from app.person.schemas import Credentials, Profile, Register, Token
 from app.problems import declared
+from app.storage.database import Database
 
 router = APIRouter(tags=["person"])
-
-
-async def _db(request: Request) -> Database:
-    db: Database = request.app.state.dbs["person"]
-    return db
 
 
 async def _auth(request: Request) -> Auth:
@@ -24,7 +20,7 @@ async def _auth(request: Request) -> Auth:
     return auth
 
 
-PersonDb = Annotated[Database, Depends(_db)]
+PersonDb = Annotated[Database, Depends(database("person"))]
 AppAuth = Annotated[Auth, Depends(_auth)]
 
 

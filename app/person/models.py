@@ -5,8 +5,8 @@ from datetime import datetime
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-from app.db import UtcDateTime
-from app.tables import messaging_tables
+from app.messaging.tables import messaging_tables
+from app.storage.types import UtcDateTime
 
 
 class PersonTable(SQLModel, registry=registry()):

@@ -3,11 +3,11 @@ from __future__ import annotations
 from sqlalchemy import Connection, select
 
 from app.bus import new_id, utcnow
-from app.db import UnitOfWork
 from app.person.events import PersonRegistered
 from app.person.models import Person
 from app.person.schemas import Register
 from app.problems import Conflict, NotFound
+from app.storage.database import UnitOfWork
 
 persons = Person.__table__  # type: ignore[attr-defined]
 

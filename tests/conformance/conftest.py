@@ -30,7 +30,7 @@ async def open_test_bus(
     if kind == "memory":
         bus = MemoryBus(max_attempts=MAX_ATTEMPTS, backoff=BACKOFF, dead_letters=dead_letters)
     elif kind == "rabbitmq":
-        from app.brokers.rabbitmq import RabbitBus
+        from app.messaging.brokers.rabbitmq import RabbitBus
 
         bus = RabbitBus(
             "amqp://guest:guest@127.0.0.1:5672/",
@@ -45,7 +45,7 @@ async def open_test_bus(
         except ConnectionError as exc:
             pytest.skip(f"{exc}: start it with `rabbitmq-server -detached`")
     elif kind == "nats":
-        from app.brokers.nats import NatsBus
+        from app.messaging.brokers.nats import NatsBus
 
         bus = NatsBus(
             "nats://127.0.0.1:4222",
@@ -90,7 +90,7 @@ async def bus(bus_kind: str, namespace: str) -> AsyncIterator[Bus]:
 
 @pytest.fixture
 async def memory_bus(namespace: str) -> AsyncIterator[MemoryBus]:
-    """For what only the in-process bus offers: its ``dead_letters`` list and ``on_settled``."""
+    """For what only the in-process bus does: settle reports (``on_settled``) to its relay."""
     async with open_test_bus("memory", namespace=namespace) as bus:
         assert isinstance(bus, MemoryBus)
         yield bus

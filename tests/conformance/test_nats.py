@@ -18,8 +18,8 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo
 from nats.js.errors import NotFoundError
 
-from app.brokers.nats import NatsBus
 from app.bus import Envelope
+from app.messaging.brokers.nats import NatsBus
 from tests.conformance.conftest import BACKOFF, MAX_ATTEMPTS, Recorder, envelope
 from tests.support.poll import until
 
@@ -162,7 +162,7 @@ async def test_events_a_closed_bus_held_come_back_at_once_in_order_with_the_next
 
 CRASHING_CONSUMER = """
 import asyncio, sys
-from app.brokers.nats import NatsBus
+from app.messaging.brokers.nats import NatsBus
 
 async def main() -> None:
     url, namespace, event_type = sys.argv[1:4]

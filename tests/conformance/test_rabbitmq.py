@@ -14,8 +14,8 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
-from app.brokers.rabbitmq import RabbitBus
 from app.bus import Envelope
+from app.messaging.brokers.rabbitmq import RabbitBus
 from tests.conformance.conftest import BACKOFF, MAX_ATTEMPTS, Recorder, envelope
 from tests.support.poll import until
 

@@ -14,7 +14,7 @@ from uuid import uuid4
 
 import pytest
 
-from app.topology import Topology
+from app.ops.topology import Topology
 from tests.support.pg import PG, reachable
 from tests.support.pg import START as PG_START
 from tests.support.server import free_port
@@ -42,7 +42,7 @@ def topology(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     broker = request.param
     url, port, start = BROKERS[broker]
     if broker == "nats":
-        pytest.importorskip("app.brokers.nats", reason="the NATS adapter is not installed")
+        pytest.importorskip("app.messaging.brokers.nats", reason="the NATS adapter is not installed")
     if not _open(port):
         pytest.skip(f"{broker} is not running on 127.0.0.1:{port}; start it with: {start}")
     if not reachable():

@@ -15,7 +15,7 @@ from uuid import uuid4
 import httpx
 import pytest
 
-from app.topology import LAYOUT, Topology
+from app.ops.topology import LAYOUT, Topology
 from tests.distributed.conftest import NATS_START
 from tests.e2e.seed import walk_seed_scenario
 from tests.support.auth import sign_up

@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from app.chaos import Chaos, ChaosBus
 from app.config import Settings
 from app.main import create_app
+from app.messaging.chaos import Chaos, ChaosBus
 from tests.conftest import new_login
 from tests.support.asgi import running
 from tests.support.auth import sign_up

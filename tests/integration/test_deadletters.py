@@ -9,7 +9,8 @@ import pytest
 
 from app.bus import Envelope
 from app.config import Settings
-from app.main import System, create_app
+from app.main import create_app
+from app.system import System
 from tests.e2e.seed import walk_seed_scenario
 from tests.support.asgi import running
 from tests.support.poll import until

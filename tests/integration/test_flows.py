@@ -14,9 +14,9 @@ from fastapi import FastAPI
 
 from app.bus import Envelope
 from app.config import Settings
-from app.flows import SUBSCRIBER_QUEUE, FlowRecorder
 from app.main import create_app
-from app.observe import HttpExchange
+from app.observe.flows.recorder import SUBSCRIBER_QUEUE, FlowRecorder
+from app.observe.observers import HttpExchange
 from tests.e2e.seed import walk_seed_scenario
 from tests.support.asgi import running
 from tests.support.auth import PASSWORD

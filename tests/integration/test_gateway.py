@@ -1,4 +1,4 @@
-"""app/gateway.py in front of an echo server in this process and of real ``python -m app`` processes,
+"""app/ops/gateway.py in front of an echo server in this process and of real ``python -m app`` processes,
 one module each (separate processes cannot share the memory bus, so no event crosses them here)."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from app.gateway import ProxyRoute, create_gateway, match, parse
+from app.ops.gateway import ProxyRoute, create_gateway, match, parse
 from tests.support.auth import sign_up
 from tests.support.poll import until
 from tests.support.server import Server, free_port
@@ -30,7 +30,7 @@ from tests.support.server import Server, free_port
 async def serving(app: ASGIApp) -> AsyncIterator[str]:
     """Run ``app`` under uvicorn on a free loopback port in this event loop; yield its base URL."""
     port = free_port()
-    # proxy_headers=False as in app.gateway.main: the peer address is the client's, not X-Forwarded-For's
+    # proxy_headers=False as in app.ops.gateway.main: the peer address is the client's, not X-Forwarded-For's
     config = uvicorn.Config(
         app,
         host="127.0.0.1",

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import structlog
 
-from app import logs
 from app.config import Settings
 from app.main import create_app
+from app.observe import logs
 from tests.conftest import new_login
 from tests.support.asgi import running
 from tests.support.auth import PASSWORD

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import timedelta
 
 import httpx
@@ -16,10 +16,10 @@ from sqlalchemy import func, select
 from app import orders
 from app.bus import Envelope, Handler, MemoryBus, utcnow
 from app.config import Settings
-from app.db import Database
 from app.main import create_app
-from app.migrate import migrate
-from app.outbox import Relay
+from app.messaging.outbox import Relay
+from app.storage.database import Database
+from app.storage.migrate import migrate
 from tests.e2e.seed import walk_seed_scenario
 from tests.support.auth import sign_up
 from tests.support.pg import fresh_database
@@ -97,6 +97,17 @@ class Published:
 
     async def subscribe(self, event_type: str, group: str, handler: Handler) -> None:
         raise NotImplementedError
+
+    async def connect(self) -> None:
+        pass
+
+    ready = True
+
+    def expect_groups(self, expected: Mapping[str, Iterable[str]]) -> None:
+        pass
+
+    def on_settled(self, source: str, listener: Callable[[Envelope], None]) -> None:
+        raise NotImplementedError("a durable bus never settles")
 
     async def close(self) -> None:
         pass

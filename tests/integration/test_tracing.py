@@ -13,8 +13,8 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFl
 from app.bus import Envelope
 from app.config import Settings
 from app.main import create_app
-from app.observe import HttpExchange
-from app.tracing import Tracing, format_traceparent
+from app.observe.observers import HttpExchange
+from app.observe.tracing import Tracing, format_traceparent
 from tests.e2e.seed import walk_seed_scenario
 from tests.support.asgi import running
 from tests.support.poll import until

@@ -13,9 +13,11 @@ import pytest
 import yaml
 from fastapi import FastAPI
 
-from app import asyncapi, docs_assets, problems
+from app import problems
 from app.bus import Event
-from app.main import MODULES
+from app.edge import docs as docs_assets
+from app.ops import asyncapi
+from app.system import MODULES
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -57,7 +59,7 @@ def event_classes() -> set[type[Event]]:
 def test_the_committed_asyncapi_yaml_is_what_the_code_generates() -> None:
     committed = (DOCS / "asyncapi.yaml").read_text(encoding="utf-8")
     assert committed == asyncapi.render(), (
-        "docs/asyncapi.yaml is stale: regenerate it with `python -m app.asyncapi > docs/asyncapi.yaml`"
+        "docs/asyncapi.yaml is stale: regenerate it with `python -m app.ops.asyncapi > docs/asyncapi.yaml`"
     )
 
 
@@ -65,7 +67,7 @@ def test_the_committed_event_map_is_what_the_code_generates() -> None:
     committed = (DOCS / "event-map.md").read_text(encoding="utf-8")
     assert committed == asyncapi.mermaid(), (
         "docs/event-map.md is stale: regenerate it with "
-        "`python -m app.asyncapi --mermaid > docs/event-map.md`"
+        "`python -m app.ops.asyncapi --mermaid > docs/event-map.md`"
     )
 
 
@@ -137,7 +139,7 @@ async def test_the_route_serves_the_document() -> None:
 
 
 async def test_swagger_ui_is_served_from_the_vendored_files_with_no_cdn() -> None:
-    # beside the AsyncAPI route: both are the API's documentation (app/docs_assets/)
+    # beside the AsyncAPI route: both are the API's documentation (app/edge/docs/)
     app = FastAPI(docs_url=None)
     problems.install(app)
     app.include_router(docs_assets.router("eventcollab"))

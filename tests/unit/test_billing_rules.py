@@ -15,7 +15,7 @@ from app.billing import service
 from app.billing.models import accounts, operations, payments
 from app.billing.schemas import OperationBody
 from app.bus import Envelope
-from app.db import Database, UnitOfWork
+from app.storage.database import Database, UnitOfWork
 
 T = TypeVar("T")
 OUTBOX = billing.messaging.outbox

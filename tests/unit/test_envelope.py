@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy import MetaData
 
 from app.bus import Envelope, Event
-from app.db import Database, UnitOfWork, correlation_id, traceparent
-from app.outbox import outbox_table
+from app.messaging.outbox import outbox_table
+from app.observe.context import correlation_id, traceparent
+from app.storage.database import Database, UnitOfWork
 
 
 class Pinged(Event):

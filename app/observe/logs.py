@@ -1,0 +1,109 @@
+"""Structured logs: one JSON object a line (``LOG_FORMAT=console`` for humans), the correlation id on
+every line emitted while a request or an event delivery is being handled.
+
+Everything goes through the stdlib ``logging`` root handler with structlog's ``ProcessorFormatter``,
+so our ``logging.getLogger(__name__)`` calls, uvicorn's loggers and ``structlog.get_logger()`` all
+come out the same way.
+
+Where the correlation id comes from (``app.observe.context.correlation_id``, a ContextVar):
+
+- HTTP: ``EdgeMiddleware`` sets it for the request (uvicorn's access line is written inside it too).
+- Events: :class:`CorrelationObserver.on_delivered` sets it from the delivered envelope. The bus calls
+  ``on_delivered`` in the task that then awaits the handler (``ObservedBus.subscribe``), so the value
+  holds for that delivery: the handler, the bus's redelivery warning and dead-letter error. Each
+  delivery overwrites it; the worker task's context is its own, so nothing leaks into other tasks.
+- Not covered: module handlers and services run as units of work inside the database writer (one task
+  or thread for a batch of units from different flows, started with no id), so a line logged from
+  inside a unit of work carries none; the ids those units stamp on the events they emit are exact.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+from app.bus import Envelope
+from app.observe.context import correlation_id
+from app.observe.observers import HttpExchange
+
+FORMATS = ("json", "console")
+
+
+def add_correlation_id(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    cid = correlation_id.get()
+    if cid:
+        event_dict.setdefault("correlation_id", cid)
+    return event_dict
+
+
+def configure(level: str = "info", fmt: str = "json", *, stream: TextIO | None = None) -> logging.Handler:
+    """Route every log record (stdlib and structlog) to ``stream`` (stderr) as JSON lines or, with
+    ``fmt="console"``, as coloured text. Replaces the root logger's handlers; returns the new one."""
+    if fmt not in FORMATS:
+        raise ValueError(f"LOG_FORMAT must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.PositionalArgumentsFormatter(),
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_correlation_id,
+        structlog.processors.StackInfoRenderer(),
+    ]
+    renderer: Processor
+    if fmt == "json":
+        shared.append(structlog.processors.format_exc_info)
+        renderer = structlog.processors.JSONRenderer(default=str)
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=(stream or sys.stderr).isatty())
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    for old in root.handlers[:]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        # uvicorn's own dictConfig (skipped with log_config=None) would give these handlers of their own
+        uvicorn_log = logging.getLogger(name)
+        uvicorn_log.handlers.clear()
+        uvicorn_log.setLevel(logging.NOTSET)  # uvicorn.run(log_level=...) sets it again
+        uvicorn_log.propagate = True
+    return handler
+
+
+class CorrelationObserver:
+    """Sets the correlation id for the delivery being handled (see the module docstring)."""
+
+    def on_delivered(self, event: Envelope, group: str) -> None:
+        correlation_id.set(event.correlationid or event.id)
+
+    def on_http(self, exchange: HttpExchange) -> None: ...
+
+    def on_published(self, event: Envelope) -> None: ...
+
+    def on_acked(self, event: Envelope, group: str, duration: float) -> None: ...
+
+    def on_failed(self, event: Envelope, group: str, error: str) -> None: ...
+
+    def on_dead_lettered(self, event: Envelope, group: str, error: str) -> None: ...
+
+
+def get_logger(name: str | None = None, **initial: Any) -> structlog.stdlib.BoundLogger:
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name, **initial)
+    return logger

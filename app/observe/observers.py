@@ -1,0 +1,135 @@
+"""One place where the flow is observed: a bus that wraps a bus and reports every hop to observers.
+
+Observers (the flow recorder, metrics) implement :class:`Observer`; each callback must be cheap and
+must not raise (it runs on the hot path, so record and return: heavy work belongs in a task of its
+own). The HTTP side reports through :func:`http_observed` from the edge middleware.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from app.bus import Bus, DeadLetterSink, Envelope, Handler
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpExchange:
+    method: str
+    path: str
+    status: int
+    correlation_id: str
+    started: float  # time.time()
+    duration: float  # seconds
+    route: str = ""  # the route template, e.g. /order/orders/{order_id}; "" when no route matched
+
+
+class Observer(Protocol):
+    def on_http(self, exchange: HttpExchange) -> None: ...
+
+    def on_published(self, event: Envelope) -> None: ...
+
+    def on_delivered(self, event: Envelope, group: str) -> None:
+        """A delivery to a group's handler starts; ``event.attempt`` > 1 is a redelivery."""
+
+    def on_acked(self, event: Envelope, group: str, duration: float) -> None: ...
+
+    def on_failed(self, event: Envelope, group: str, error: str) -> None:
+        """The handler raised: the bus will redeliver, or dead-letter after its last attempt."""
+
+    def on_dead_lettered(self, event: Envelope, group: str, error: str) -> None: ...
+
+
+class Observers:
+    """Fans each report out to every observer; an observer that raises is logged, never propagated."""
+
+    def __init__(self, observers: Sequence[Observer] = ()) -> None:
+        self.observers = list(observers)
+
+    def add(self, observer: Observer) -> None:
+        self.observers.append(observer)
+
+    def _each(self, method: str, *args: object) -> None:
+        for o in self.observers:
+            try:
+                getattr(o, method)(*args)
+            except Exception:
+                log.exception("observer %s failed in %s", type(o).__name__, method)
+
+    def on_http(self, exchange: HttpExchange) -> None:
+        self._each("on_http", exchange)
+
+    def on_published(self, event: Envelope) -> None:
+        self._each("on_published", event)
+
+    def on_delivered(self, event: Envelope, group: str) -> None:
+        self._each("on_delivered", event, group)
+
+    def on_acked(self, event: Envelope, group: str, duration: float) -> None:
+        self._each("on_acked", event, group, duration)
+
+    def on_failed(self, event: Envelope, group: str, error: str) -> None:
+        self._each("on_failed", event, group, error)
+
+    def on_dead_lettered(self, event: Envelope, group: str, error: str) -> None:
+        self._each("on_dead_lettered", event, group, error)
+
+    def dead_letter_sink(self, inner: DeadLetterSink) -> DeadLetterSink:
+        """Wrap the bus's dead-letter sink so dead letters are reported too."""
+
+        async def sink(event: Envelope, group: str, error: str) -> None:
+            self.on_dead_lettered(event, group, error)
+            await inner(event, group, error)
+
+        return sink
+
+
+class ObservedBus:
+    """Wraps any Bus (below chaos, so injected faults are seen as the consumers see them)."""
+
+    def __init__(self, inner: Bus, observers: Observers) -> None:
+        self.inner, self.observers = inner, observers
+
+    @property
+    def durable(self) -> bool:
+        return self.inner.durable
+
+    @property
+    def ready(self) -> bool:
+        return self.inner.ready
+
+    async def connect(self) -> None:
+        await self.inner.connect()
+
+    def expect_groups(self, expected: Mapping[str, Iterable[str]]) -> None:
+        self.inner.expect_groups(expected)
+
+    def on_settled(self, source: str, listener: Callable[[Envelope], None]) -> None:
+        self.inner.on_settled(source, listener)
+
+    async def publish(self, event: Envelope) -> None:
+        await self.inner.publish(event)
+        self.observers.on_published(event)
+
+    async def subscribe(self, event_type: str, group: str, handler: Handler) -> None:
+        observers = self.observers
+
+        async def observed(event: Envelope) -> None:
+            observers.on_delivered(event, group)
+            started = time.perf_counter()
+            try:
+                await handler(event)
+            except Exception as exc:
+                observers.on_failed(event, group, f"{type(exc).__name__}: {exc}")
+                raise
+            observers.on_acked(event, group, time.perf_counter() - started)
+
+        await self.inner.subscribe(event_type, group, observed)
+
+    async def close(self) -> None:
+        await self.inner.close()

@@ -51,10 +51,6 @@ class Conflict(Problem):
     status, slug, title = 409, "conflict", "Conflict"
 
 
-class Unprocessable(Problem):
-    status, slug, title = 422, "unprocessable", "Unprocessable content"
-
-
 class ProblemDetails(BaseModel):
     """The documented shape of every error body (RFC 9457); some carry more members (``errors``)."""
 

@@ -89,7 +89,7 @@ def apply_operation(uow: UnitOfWork, body: OperationBody, key: str | None) -> Op
         login=body.login, operation=body.operation, sum=body.sum, balance=balance, operation_id=operation_id
     )
     if key is not None:
-        idempotency.remember(uow, messaging.idempotency, scope, key, 200, result.model_dump())
+        idempotency.remember(uow, messaging.idempotency, scope, key, result.model_dump())
     return result
 
 

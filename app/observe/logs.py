@@ -12,16 +12,16 @@ Where the correlation id comes from (``app.observe.context.correlation_id``, a C
   ``on_delivered`` in the task that then awaits the handler (``ObservedBus.subscribe``), so the value
   holds for that delivery: the handler, the bus's redelivery warning and dead-letter error. Each
   delivery overwrites it; the worker task's context is its own, so nothing leaks into other tasks.
-- Not covered: module handlers and services run as units of work inside the database writer (one task
-  or thread for a batch of units from different flows, started with no id), so a line logged from
-  inside a unit of work carries none; the ids those units stamp on the events they emit are exact.
+- Units of work: the database writer runs a batch of units from different flows, and sets the id of
+  each unit's own flow (its cause's, or the request's that submitted it) while that unit runs, so a
+  line logged from a service or handler carries the right id too.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, TextIO
+from typing import TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
@@ -102,8 +102,3 @@ class CorrelationObserver:
     def on_failed(self, event: Envelope, group: str, error: str) -> None: ...
 
     def on_dead_lettered(self, event: Envelope, group: str, error: str) -> None: ...
-
-
-def get_logger(name: str | None = None, **initial: Any) -> structlog.stdlib.BoundLogger:
-    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name, **initial)
-    return logger

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 from pydantic import BaseModel
-from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table, delete, select, update
+from sqlalchemy import Column, LargeBinary, MetaData, String, Table, delete, select, update
 
 from app.bus import utcnow
 from app.problems import BadRequest, Problem
@@ -27,7 +27,6 @@ def idempotency_table(metadata: MetaData, module: str) -> Table:
         Column("key", String(MAX_KEY), primary_key=True),
         Column("fingerprint", String(64), nullable=False),
         Column("resource_id", String(64), nullable=False),
-        Column("status", Integer, nullable=True),
         Column("response", LargeBinary, nullable=True),
         Column("created_at", UtcDateTime(), nullable=False, index=True),
     )
@@ -37,8 +36,8 @@ class KeyReused(Problem):
     status, slug, title = 422, "idempotency-key-reused", "Idempotency key reused"
 
 
-def fingerprint(body: BaseModel, *extra: str) -> str:
-    raw = orjson.dumps([body.model_dump(mode="json"), *extra], option=orjson.OPT_SORT_KEYS)
+def fingerprint(body: BaseModel) -> str:
+    raw = orjson.dumps(body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(raw).hexdigest()
 
 
@@ -53,7 +52,6 @@ def check_key(key: str | None) -> str | None:
 @dataclass(frozen=True, slots=True)
 class Earlier:
     resource_id: str
-    status: int | None
     response: Any
 
 
@@ -69,7 +67,6 @@ def claim(uow: UnitOfWork, table: Table, scope: str, key: str, fp: str, resource
             "key": key,
             "fingerprint": fp,
             "resource_id": resource_id,
-            "status": None,
             "response": None,
             "created_at": utcnow(),
         },
@@ -78,21 +75,22 @@ def claim(uow: UnitOfWork, table: Table, scope: str, key: str, fp: str, resource
         return None
     row = (
         uow.conn.execute(
-            select(table.c.fingerprint, table.c.resource_id, table.c.status, table.c.response).where(
+            select(table.c.fingerprint, table.c.resource_id, table.c.response).where(
                 table.c.scope == scope, table.c.key == key
             )
         )
     ).one()
     if row.fingerprint != fp:
         raise KeyReused("this Idempotency-Key was used with a different request body")
-    return Earlier(row.resource_id, row.status, orjson.loads(row.response) if row.response else None)
+    return Earlier(row.resource_id, orjson.loads(row.response) if row.response else None)
 
 
-def remember(uow: UnitOfWork, table: Table, scope: str, key: str, status: int, response: Any) -> None:
+def remember(uow: UnitOfWork, table: Table, scope: str, key: str, response: Any) -> None:
+    """Keep the answer of the first use, for a replay to return as it was."""
     uow.conn.execute(
         update(table)
         .where(table.c.scope == scope, table.c.key == key)
-        .values(status=status, response=orjson.dumps(response))
+        .values(response=orjson.dumps(response))
     )
 
 

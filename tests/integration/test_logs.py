@@ -41,7 +41,7 @@ def lines(stream: io.StringIO) -> list[dict[str, Any]]:
 
 def test_stdlib_and_structlog_lines_are_json_objects(captured: io.StringIO) -> None:
     logging.getLogger("uvicorn.error").info("started on port %d", 8000)
-    logs.get_logger("app.test").warning("hello", answer=42)
+    structlog.get_logger("app.test").warning("hello", answer=42)
     try:
         raise RuntimeError("boom")
     except RuntimeError:

@@ -42,4 +42,4 @@ async def account_operation(
 async def get_account(db: BillingDb, current: CurrentLogin, login: LoginQuery) -> Balance:
     """An account's balance (your own)."""
     require_self(current, login)
-    return await db.query(service.get_balance, login)
+    return await db.read(service.get_balance, login)

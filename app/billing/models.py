@@ -45,7 +45,7 @@ class Payment(BillingTable, table=True):
     order_id: str = Field(primary_key=True, max_length=64)
     login: str = Field(index=True, max_length=64)
     amount: int = Field(sa_type=BigInteger)
-    status: str = Field(max_length=16)  # pending (inside the transaction only) | paid | rejected
+    status: str = Field(max_length=16)  # paid | rejected
     reason: str | None = Field(default=None, max_length=32)
     created_at: datetime = Field(sa_type=UtcDateTime)
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Connection, String, bindparam, select, update
+from sqlalchemy import BigInteger, String, bindparam, select, update
 
 from app.billing.events import AccountCreated, NotificationRequested, PaymentFailed, PaymentSucceeded
 from app.billing.models import accounts, messaging, operations, payments
@@ -10,46 +10,49 @@ from app.money import to_text
 from app.problems import Conflict, NotFound
 from app.storage import idempotency
 from app.storage.database import UnitOfWork
+from app.storage.sql import Reader, Sql
 from app.storage.types import UtcDateTime
 
 # a ceiling far above any real balance that keeps every sum inside a signed 64-bit column
 MAX_BALANCE = 10**15
 
-# statements are built once (see app.storage.types.insert_ignore for the measured why)
+# statements are built once and run on the driver (app/storage/sql.py for the measured why)
 _login = bindparam("b_login", type_=String)
 _amount = bindparam("b_amount", type_=BigInteger)
 _now = bindparam("b_now", type_=UtcDateTime)
 # one conditional UPDATE, not read-then-write: concurrent orders must not overdraw
-TAKE = (
+TAKE = Sql(
     update(accounts)
     .where(accounts.c.login == _login, accounts.c.balance >= _amount)
     .values(balance=accounts.c.balance - _amount, updated_at=_now)
     .returning(accounts.c.balance)
 )
 # parallel deposits must all count, and no balance may pass the ceiling
-GIVE = (
+GIVE = Sql(
     update(accounts)
     .where(accounts.c.login == _login, accounts.c.balance <= MAX_BALANCE - _amount)
     .values(balance=accounts.c.balance + _amount, updated_at=_now)
     .returning(accounts.c.balance)
 )
-BALANCE = select(accounts.c.balance, accounts.c.updated_at).where(accounts.c.login == _login)
-SETTLE = (
+BALANCE = Sql(select(accounts.c.balance, accounts.c.updated_at).where(accounts.c.login == _login))
+OPEN = Sql.insert(accounts, ignore=True)
+# the payment row keyed by order id: a second request for the same order inserts nothing
+CLAIM_PAYMENT = Sql.insert(payments, ignore=True)
+REJECT = Sql(
     update(payments)
     .where(payments.c.order_id == bindparam("b_order_id"))
-    .values(status=bindparam("b_status"), reason=bindparam("b_reason"))
+    .values(status="rejected", reason=bindparam("b_reason"))
 )
-RECORD_OPERATION = operations.insert()
+RECORD_OPERATION = Sql.insert(operations)
 
 
 def open_account(uow: UnitOfWork, login: str) -> bool:
     now = utcnow()
     account_id = new_id()
-    opened = uow.conn.execute(
-        uow.insert_ignore(accounts),
-        {"id": account_id, "login": login, "balance": 0, "created_at": now, "updated_at": now},
+    opened = uow.run(
+        OPEN, {"id": account_id, "login": login, "balance": 0, "created_at": now, "updated_at": now}
     )
-    if not opened.rowcount:
+    if not opened:
         return False
     uow.emit(AccountCreated(account_id=account_id, login=login, balance=0), subject=login)
     uow.emit(
@@ -74,7 +77,7 @@ def apply_operation(uow: UnitOfWork, body: OperationBody, key: str | None) -> Op
         balance = deposit(uow, body.login, body.sum)
     else:
         balance = withdraw(uow, body.login, body.sum)
-    uow.conn.execute(
+    uow.run(
         RECORD_OPERATION,
         {
             "id": operation_id,
@@ -94,10 +97,10 @@ def apply_operation(uow: UnitOfWork, body: OperationBody, key: str | None) -> Op
 
 
 def deposit(uow: UnitOfWork, login: str, amount: int) -> int:
-    row = uow.conn.execute(GIVE, {"b_login": login, "b_amount": amount, "b_now": utcnow()}).first()
+    row = uow.first(GIVE, {"b_login": login, "b_amount": amount, "b_now": utcnow()})
     if row is not None:
         return int(row[0])
-    if _balance(uow.conn, login) is None:
+    if _balance(uow, login) is None:
         raise AccountNotFound(login)
     raise BalanceLimit(f"a balance may not exceed {to_text(MAX_BALANCE)}")
 
@@ -106,40 +109,32 @@ def withdraw(uow: UnitOfWork, login: str, amount: int) -> int:
     balance = _take(uow, login, amount)
     if balance is not None:
         return balance
-    if _balance(uow.conn, login) is None:
+    if _balance(uow, login) is None:
         raise AccountNotFound(login)
     raise InsufficientFunds(f"balance of {login!r} is below {to_text(amount)}")
 
 
 def pay_order(uow: UnitOfWork, order_id: str, login: str, amount: int) -> None:
-    """Charge an order once: the payment row keyed by order id turns a second request into a no-op."""
-    claimed = uow.conn.execute(
-        uow.insert_ignore(payments),
-        {
-            "order_id": order_id,
-            "login": login,
-            "amount": amount,
-            "status": "pending",
-            "reason": None,
-            "created_at": utcnow(),
-        },
-    )
-    if not claimed.rowcount:
+    """Charge an order once: the payment row keyed by order id turns a second request into a no-op.
+
+    The row goes in as paid and only a refusal rewrites it: the common case is one INSERT and one
+    conditional UPDATE (no other transaction sees the row before this one commits it)."""
+    claim = {"order_id": order_id, "login": login, "amount": amount, "status": "paid", "reason": None}
+    if not uow.run(CLAIM_PAYMENT, {**claim, "created_at": utcnow()}):
         return
-    short = order_id[:8]
     balance = _take(uow, login, amount)
     if balance is not None:
-        uow.conn.execute(SETTLE, {"b_order_id": order_id, "b_status": "paid", "b_reason": None})
         uow.emit(
             PaymentSucceeded(order_id=order_id, login=login, amount=amount, balance=balance), subject=login
         )
-        text = f"Order {short}… paid: {to_text(amount)} withdrawn, balance {to_text(balance)}"
+        text = f"Order {order_id[:8]}… paid: {to_text(amount)} withdrawn, balance {to_text(balance)}"
         uow.emit(
             NotificationRequested(login=login, kind="payment_succeeded", text=text, order_id=order_id),
             subject=login,
         )
         return
-    current = _balance(uow.conn, login)
+    current = _balance(uow, login)
+    short = order_id[:8]
     if current is None:
         reason, text = "account_not_found", f"Order {short}… rejected: no account for {login}"
     else:
@@ -148,7 +143,7 @@ def pay_order(uow: UnitOfWork, order_id: str, login: str, amount: int) -> None:
             f"Order {short}… rejected: insufficient funds, price {to_text(amount)}, "
             f"balance {to_text(current)}"
         )
-    uow.conn.execute(SETTLE, {"b_order_id": order_id, "b_status": "rejected", "b_reason": reason})
+    uow.run(REJECT, {"b_order_id": order_id, "b_reason": reason})
     uow.emit(
         PaymentFailed(order_id=order_id, login=login, amount=amount, reason=reason, balance=current),
         subject=login,
@@ -158,20 +153,20 @@ def pay_order(uow: UnitOfWork, order_id: str, login: str, amount: int) -> None:
     )
 
 
-def get_balance(conn: Connection, login: str) -> Balance:
-    row = conn.execute(BALANCE, {"b_login": login}).first()
+def get_balance(reader: Reader, login: str) -> Balance:
+    row = reader.first(BALANCE, {"b_login": login})
     if row is None:
         raise AccountNotFound(login)
     return Balance(login=login, balance=row.balance, updated_at=row.updated_at)
 
 
 def _take(uow: UnitOfWork, login: str, amount: int) -> int | None:
-    row = uow.conn.execute(TAKE, {"b_login": login, "b_amount": amount, "b_now": utcnow()}).first()
+    row = uow.first(TAKE, {"b_login": login, "b_amount": amount, "b_now": utcnow()})
     return None if row is None else int(row[0])
 
 
-def _balance(conn: Connection, login: str) -> int | None:
-    row = conn.execute(BALANCE, {"b_login": login}).first()
+def _balance(reader: Reader, login: str) -> int | None:
+    row = reader.first(BALANCE, {"b_login": login})
     return None if row is None else int(row[0])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -15,12 +16,14 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     select,
     update,
 )
 
 from app.bus import Envelope, new_id, utcnow
 from app.storage.database import Database, UnitOfWork
+from app.storage.sql import Sql
 from app.storage.types import UtcDateTime
 
 
@@ -40,10 +43,24 @@ def deadletter_table(metadata: MetaData, module: str) -> Table:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Store:
     db: Database
     table: Table
+
+    @functools.cached_property
+    def keep(self) -> Sql:
+        return Sql.insert(self.table, *(c.name for c in self.table.columns if c.name != "redriven_at"))
+
+    @functools.cached_property
+    def mark(self) -> Sql:
+        t = self.table
+        return Sql(
+            update(t)
+            .where(t.c.id == bindparam("b_id"), t.c.redriven_at.is_(None))
+            .values(redriven_at=bindparam("b_now", type_=UtcDateTime))
+            .returning(t.c.envelope)
+        )
 
 
 def _all_letters(conn: Connection, table: Table) -> Sequence[RowMapping]:
@@ -61,34 +78,25 @@ class DeadLetterStore:
         store = self.stores.get(group)
         if store is None:
             return
-        await store.db.transact(
-            lambda uow: uow.conn.execute(
-                store.table.insert().values(
-                    id=new_id(),
-                    group=group,
-                    event_id=event.id,
-                    type=event.type,
-                    envelope=event.to_json(),
-                    error=error[:2000],
-                    attempts=event.attempt,
-                    created_at=utcnow(),
-                )
-            )
-        )
+        letter = {
+            "id": new_id(),
+            "group": group,
+            "event_id": event.id,
+            "type": event.type,
+            "envelope": event.to_json(),
+            "error": error[:2000],
+            "attempts": event.attempt,
+            "created_at": utcnow(),
+        }
+        await store.db.transact(lambda uow: uow.run(store.keep, letter))
 
     async def take(self, letter_id: str) -> tuple[str, Envelope] | None:
         """Mark a letter redriven and return (group, event) to deliver again; None if unknown or
         already redriven. The mark commits first: a crash after it loses a redrive, never doubles one."""
         for group, store in self.stores.items():
-            t = store.table
 
-            def mark(uow: UnitOfWork, t: Table = t) -> bytes | None:
-                row = uow.conn.execute(
-                    update(t)
-                    .where(t.c.id == letter_id, t.c.redriven_at.is_(None))
-                    .values(redriven_at=utcnow())
-                    .returning(t.c.envelope)
-                ).first()
+            def mark(uow: UnitOfWork, store: Store = store) -> bytes | None:
+                row = uow.first(store.mark, {"b_id": letter_id, "b_now": utcnow()})
                 return None if row is None else bytes(row[0])
 
             raw = await store.db.transact(mark)

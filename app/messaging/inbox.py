@@ -8,6 +8,7 @@ from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table
 
 from app.bus import Envelope, Handler, utcnow
 from app.storage.database import Database, UnitOfWork
+from app.storage.sql import Sql
 from app.storage.types import UtcDateTime
 
 # a module's handler: ``(uow, event)``, then any dependencies it names (``app.system.bind`` gives them)
@@ -33,14 +34,15 @@ def consume(
     apply the handler, so a redelivered event finds its id taken and has no second effect. A handler
     that raises rolls back both, and the bus redelivers."""
 
+    record = Sql.insert(inbox, ignore=True)
+
     def apply(uow: UnitOfWork) -> None:
         event = uow.cause
         assert event is not None
-        first = uow.conn.execute(
-            uow.insert_ignore(inbox),
-            {"group": group, "event_id": event.id, "type": event.type, "received_at": utcnow()},
+        first = uow.run(
+            record, {"group": group, "event_id": event.id, "type": event.type, "received_at": utcnow()}
         )
-        if first.rowcount:
+        if first:
             handler(uow, event)
 
     async def on_event(event: Envelope) -> None:

@@ -14,10 +14,11 @@ import logging
 from collections.abc import Sequence
 from datetime import timedelta
 
-from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table, func, select, update
+from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table, bindparam, func, select, update
 
 from app.bus import Bus, Envelope, utcnow
 from app.storage.database import Database
+from app.storage.sql import Sql
 from app.storage.types import UtcDateTime
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,10 @@ class Relay:
     ) -> None:
         assert db.outbox is not None
         self.db, self.bus, self.table = db, bus, db.outbox
+        t = self.table
+        self._mark = Sql(
+            update(t).where(t.c.id == bindparam("b_id")).values(sent_at=bindparam("b_now", type_=UtcDateTime))
+        )
         self.mark_every = mark_every
         self.sweep_every, self.sweep_grace = sweep_every, sweep_grace
         # several replicas share a PostgreSQL outbox: rows a crashed replica left are claimed by the
@@ -186,11 +191,10 @@ class Relay:
         ids, self._done = self._done, []
         if not ids:
             return
-        t = self.table
         try:
-            await self.db.transact(
-                lambda uow: uow.conn.execute(update(t).where(t.c.id.in_(ids)).values(sent_at=utcnow()))
-            )
+            now = utcnow()
+            # one prepared UPDATE run for each id (executemany), in one unit of work for the burst
+            await self.db.transact(lambda uow: uow.many(self._mark, [{"b_id": i, "b_now": now} for i in ids]))
         except Exception:
             # not fatal: an unmarked row is published again after a restart and absorbed by inboxes
             log.exception("could not mark %d outbox rows of %s", len(ids), self.db.name)

@@ -30,4 +30,4 @@ async def get_notices(
 ) -> Notices:
     """A login's messages, oldest first (an unknown login has none)."""
     require_self(current, login)
-    return Notices(login=login, messages=await db.query(service.list_notices, login, limit))
+    return Notices(login=login, messages=await db.read(service.list_notices, login, limit))

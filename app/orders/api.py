@@ -54,7 +54,7 @@ async def create_order(
         return await db.transact(service.create_order, body, order_id, key)
 
     async def read(stored_id: str) -> OrderOut:
-        return await db.query(service.get_order, stored_id)
+        return await db.read(service.get_order, stored_id)
 
     return _reply(await replies.wait(order_id, settings.order_reply_timeout, read, place=place))
 
@@ -76,7 +76,7 @@ async def get_order(
     order_id: Annotated[str, Path(max_length=64)], db: OrdersDb, current: CurrentLogin
 ) -> OrderOut:
     """One of your orders."""
-    order = await db.query(service.get_order, order_id)
+    order = await db.read(service.get_order, order_id)
     if current is not None and order.login != current:
         # another user's order does not exist for you: 404, not 403, so ids cannot be probed
         raise service.OrderNotFound(f"no order {order_id!r}")
@@ -94,4 +94,4 @@ async def list_orders(
 ) -> OrderList:
     """A login's orders, newest first."""
     require_self(current, login)
-    return OrderList(orders=await db.query(service.list_orders, login, limit))
+    return OrderList(orders=await db.read(service.list_orders, login, limit))

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import orjson
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import bindparam, select, update
 
 from app.bus import utcnow
 from app.money import MAX_MINOR, to_text
@@ -11,11 +11,12 @@ from app.orders.schemas import CreateOrder, OrderOut
 from app.problems import BadRequest, NotFound
 from app.storage import idempotency
 from app.storage.database import UnitOfWork
+from app.storage.sql import Reader, Sql
 from app.storage.types import UtcDateTime
 
-# statements are built once (see app.storage.types.insert_ignore for the measured why)
-PLACE = orders.insert()
-SETTLE = (
+# statements are built once and run on the driver (app/storage/sql.py for the measured why)
+PLACE = Sql.insert(orders)
+SETTLE = Sql(
     update(orders)
     .where(orders.c.id == bindparam("b_id"), orders.c.status == "pending")
     .values(
@@ -25,7 +26,13 @@ SETTLE = (
     )
     .returning(*orders.c)
 )
-GET = select(orders).where(orders.c.id == bindparam("b_id"))
+GET = Sql(select(orders).where(orders.c.id == bindparam("b_id")))
+LIST = Sql(
+    select(orders)
+    .where(orders.c.login == bindparam("b_login"))
+    .order_by(orders.c.created_at.desc(), orders.c.id.desc())
+    .limit(bindparam("b_limit"))
+)
 
 
 def order_total(body: CreateOrder) -> int:
@@ -59,7 +66,7 @@ def create_order(uow: UnitOfWork, body: CreateOrder, order_id: str, key: str | N
         if body.items
         else None
     )
-    uow.conn.execute(
+    uow.run(
         PLACE,
         {
             "id": order_id,
@@ -79,29 +86,21 @@ def create_order(uow: UnitOfWork, body: CreateOrder, order_id: str, key: str | N
 
 def settle(uow: UnitOfWork, order_id: str, status: str, reason: str | None) -> OrderOut | None:
     # only a pending order moves: a repeated or late outcome cannot flip a settled one
-    row = uow.conn.execute(
-        SETTLE, {"b_id": order_id, "b_status": status, "b_reason": reason, "b_now": utcnow()}
-    ).first()
+    row = uow.first(SETTLE, {"b_id": order_id, "b_status": status, "b_reason": reason, "b_now": utcnow()})
     if row is None:
         return None
     return OrderOut.from_row(row)
 
 
-def get_order(conn: Connection, order_id: str) -> OrderOut:
-    row = conn.execute(GET, {"b_id": order_id}).first()
+def get_order(reader: Reader, order_id: str) -> OrderOut:
+    row = reader.first(GET, {"b_id": order_id})
     if row is None:
         raise OrderNotFound(f"no order {order_id!r}")
     return OrderOut.from_row(row)
 
 
-def list_orders(conn: Connection, login: str, limit: int) -> list[OrderOut]:
-    rows = conn.execute(
-        select(orders)
-        .where(orders.c.login == login)
-        .order_by(orders.c.created_at.desc(), orders.c.id.desc())
-        .limit(limit)
-    )
-    return [OrderOut.from_row(r) for r in rows]
+def list_orders(reader: Reader, login: str, limit: int) -> list[OrderOut]:
+    return [OrderOut.from_row(r) for r in reader.all(LIST, {"b_login": login, "b_limit": limit})]
 
 
 class PriceMismatch(BadRequest):

@@ -45,7 +45,7 @@ async def register(body: Register, db: PersonDb, auth: AppAuth) -> Profile:
 async def login(body: Credentials, request: Request, db: PersonDb, auth: AppAuth) -> Token:
     """Exchange a login and password for a Bearer token."""
     auth.limit_login(body.login, request.client.host if request.client else "unknown")
-    stored = await db.query(service.password_hash, body.login)
+    stored = await db.read(service.password_hash, body.login)
     # one answer for an unknown login and a wrong password, after the same work
     if not await auth.check_password(stored, body.password):
         raise Unauthorized("wrong login or password")
@@ -63,4 +63,4 @@ async def get_person(
 ) -> Profile:
     """A person's profile (your own)."""
     require_self(current, login)
-    return Profile.model_validate(await db.query(service.get_person, login))
+    return Profile.model_validate(await db.read(service.get_person, login))

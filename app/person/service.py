@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from sqlalchemy import Connection, select
+from sqlalchemy import bindparam, select
 
 from app.bus import new_id, utcnow
 from app.person.events import PersonRegistered
@@ -8,8 +8,14 @@ from app.person.models import Person
 from app.person.schemas import Register
 from app.problems import Conflict, NotFound
 from app.storage.database import UnitOfWork
+from app.storage.sql import Reader, Sql
 
 persons = Person.__table__  # type: ignore[attr-defined]
+
+# statements are built once and run on the driver (app/storage/sql.py for the measured why)
+REGISTER = Sql.insert(persons, ignore=True)
+PASSWORD_HASH = Sql(select(persons.c.password_hash).where(persons.c.login == bindparam("b_login")))
+PROFILE = Sql(select(persons).where(persons.c.login == bindparam("b_login")))
 
 
 def register(uow: UnitOfWork, body: Register, password_hash: str) -> Person:
@@ -17,8 +23,7 @@ def register(uow: UnitOfWork, body: Register, password_hash: str) -> Person:
         id=new_id(), created_at=utcnow(), password_hash=password_hash, **body.model_dump(exclude={"password"})
     )
     # the unique login decides; no read-then-insert race between two registrations
-    inserted = uow.conn.execute(uow.insert_ignore(persons), person.model_dump())
-    if not inserted.rowcount:
+    if not uow.run(REGISTER, person.model_dump()):
         raise LoginTaken(f"login {body.login!r} is already registered")
     uow.emit(
         PersonRegistered(
@@ -33,21 +38,17 @@ def register(uow: UnitOfWork, body: Register, password_hash: str) -> Person:
     return person
 
 
-def password_hash(conn: Connection, login: str) -> str | None:
+def password_hash(reader: Reader, login: str) -> str | None:
     """The stored hash, or None for an unknown login (the caller verifies against a decoy then)."""
-    row = conn.execute(select(persons.c.password_hash).where(persons.c.login == login)).first()
+    row = reader.first(PASSWORD_HASH, {"b_login": login})
     return None if row is None else row[0]
 
 
-def exists(conn: Connection, login: str) -> bool:
-    return conn.execute(select(persons.c.id).where(persons.c.login == login)).first() is not None
-
-
-def get_person(conn: Connection, login: str) -> Person:
-    row = conn.execute(select(persons).where(persons.c.login == login)).mappings().first()
+def get_person(reader: Reader, login: str) -> Person:
+    row = reader.first(PROFILE, {"b_login": login})
     if row is None:
         raise PersonNotFound(f"no person with login {login!r}")
-    return Person.model_validate(dict(row))
+    return Person.model_validate(row._asdict())
 
 
 class LoginTaken(Conflict):

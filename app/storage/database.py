@@ -1,16 +1,22 @@
-"""One Database per module: its engines, a single writer that group-commits units of work, and reads.
+"""One Database per module: a single writer that group-commits units of work, and reads.
 
 Why units of work are plain functions run by the writer, not ``async with`` blocks: with aiosqlite every
 statement is a hop to a thread and back through the event loop; under load each hop waits behind the
 whole loop, and a createOrder pays ~20 of them (measured here: 88 orders/s, p50 480 ms at 64 clients).
 So a unit of work is a synchronous function of a :class:`UnitOfWork`; the writer collects whatever is
-queued and runs the lot at once, each inside a SAVEPOINT of one transaction, and COMMITs once (group
-commit). A unit that raises rolls back to its savepoint and leaves the batch intact.
+queued and runs the lot in one transaction, and COMMITs once (group commit).
 
-On SQLite the batch runs right on the event loop over the stdlib driver: a statement costs ~20 µs,
-and a writer thread only added GIL hand-offs (measured: 278 → 713 orders/s without it, among other
-changes). Committed reads go through an aiosqlite pool. On PostgreSQL the same functions run through
-SQLAlchemy's ``run_sync`` on asyncpg.
+No savepoint per unit: the batch runs optimistically, and only when a unit raises is it rolled back
+and run again with each unit in a SAVEPOINT, so the one that failed leaves the others committed
+exactly once (two SAVEPOINT/RELEASE statements per unit cost ~10 statements per order when every
+unit paid for them). Statements are :class:`~app.storage.sql.Sql`, executed on the raw driver
+(app/storage/drivers.py): on SQLite right on the event loop (~20 µs a statement; a writer thread only
+added GIL hand-offs: 278 → 713 orders/s without it), on PostgreSQL on asyncpg.
+
+Reads come in two kinds. :meth:`Database.read` runs a function of a :class:`Reader` on committed data
+at driver cost: on SQLite a read-only connection of its own beside the writer (WAL), on the loop, for
+reads by key and short lists. :meth:`Database.query` hands a SQLAlchemy ``Connection`` for the long
+reads of operators and tools (the invariant checker, outbox scans), off the loop through aiosqlite.
 """
 
 from __future__ import annotations
@@ -18,19 +24,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import Connection, Engine, Insert, MetaData, Table, create_engine, event, text
+from sqlalchemy import Connection, MetaData, Table, create_engine, event, literal, select
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.util import greenlet_spawn
 
 from app.bus import Envelope, Event, new_id, utcnow
 from app.observe.context import correlation_id, traceparent
-from app.storage.types import insert_ignore
+from app.storage.drivers import PgCursor, SqliteCursor, open_sqlite, sqlite_path
+from app.storage.sql import Params, Reader, Row, Sql, Writer
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +49,30 @@ T = TypeVar("T")
 
 @dataclass(slots=True)
 class UnitOfWork:
-    """One atomic change to a module's database, with the events it causes."""
+    """One atomic change to a module's database, with the events it causes. Services execute their
+    statements on it (``run``, ``first``, ``all``, ``many``) and emit events; they never commit."""
 
-    db: Database
-    conn: Connection
+    source: str
+    cursor: Writer
     cause: Envelope | None = None
     correlation: str = ""
     traceparent: str = ""
     events: list[Envelope] = field(default_factory=list)
     _after_commit: list[Callable[[], None]] = field(default_factory=list)
+
+    def run(self, sql: Sql, params: Params | None = None) -> int:
+        """Execute; the number of rows it changed (an ``insert(..., ignore=True)`` that found the key
+        taken changes none)."""
+        return self.cursor.run(sql, params)
+
+    def first(self, sql: Sql, params: Params | None = None) -> Row | None:
+        return self.cursor.first(sql, params)
+
+    def all(self, sql: Sql, params: Params | None = None) -> list[Row]:
+        return self.cursor.all(sql, params)
+
+    def many(self, sql: Sql, params: Sequence[Params]) -> None:
+        self.cursor.many(sql, params)
 
     def emit(self, payload: Event, *, subject: str = "") -> Envelope:
         """Record an event to publish; it goes to this module's outbox in this same transaction."""
@@ -59,7 +83,7 @@ class UnitOfWork:
             causation = correlation
         envelope = Envelope(
             type=payload.TYPE,
-            source=self.db.name,
+            source=self.source,
             data=payload.model_dump(mode="json"),
             subject=subject,
             correlationid=correlation,
@@ -73,9 +97,6 @@ class UnitOfWork:
         """Run ``callback`` on the event loop once this unit has committed (never on rollback)."""
         self._after_commit.append(callback)
 
-    def insert_ignore(self, table: Table) -> Insert:
-        return insert_ignore(self.conn.dialect, table)
-
 
 @dataclass(slots=True)
 class _Job:
@@ -87,6 +108,10 @@ class _Job:
     uow: UnitOfWork | None = None
     result: Any = None
     error: Exception | None = None
+
+
+class _UnitFailed(Exception):
+    """A unit raised in an optimistic batch: roll the batch back and run it again, unit by unit."""
 
 
 class Database:
@@ -107,15 +132,25 @@ class Database:
         self.on_commit: Callable[[Sequence[Envelope]], None] | None = None
         # runs between a COMMIT and the hand-off of its events (the chaos crash point hooks in here)
         self.after_commit_hook: Callable[[], None] | None = None
-        self._outbox_insert = outbox.insert() if outbox is not None else None
+        self._outbox_insert = (
+            Sql.insert(outbox, "id", "type", "subject", "envelope", "created_at")
+            if outbox is not None
+            else None
+        )
         self.is_sqlite = url.startswith("sqlite")
-        self._memory = self.is_sqlite and (":memory:" in url or url.split("://", 1)[1] in ("", "/"))
+        self._path = sqlite_path(url) if self.is_sqlite else None
+        self._memory = self.is_sqlite and self._path is None
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
-        # SQLite: the writer's one connection, used on the event loop (see the module docstring)
-        self._sync_engine: Engine | None = None
-        self._sqlite_conn: Connection | None = None
-        # reads (and on PostgreSQL, writes too): an async engine
+        # SQLite: the writer's connection and a read-only one (the same one in memory)
+        self._write_conn: sqlite3.Connection | None = None
+        self._read_conn: sqlite3.Connection | None = None
+        self._reader: SqliteCursor | None = None
+        # in-memory SQLite: SQLAlchemy over the one connection, for query() and create_all
+        self._memory_engine: Engine | None = None
+        # PostgreSQL: asyncpg for writes and fast reads
+        self._pool: Any = None
+        # long reads (and PostgreSQL's row-locking sweeps): SQLAlchemy's async engine
         self._async_engine: AsyncEngine | None = None
         self._alive = False
 
@@ -123,19 +158,33 @@ class Database:
 
     async def start(self, *, create_tables: bool = True) -> None:
         if self.is_sqlite:
-            self._sync_engine = self._sqlite_engine()
-            self._sqlite_conn = self._sync_engine.connect()
-            if not self._memory:
-                self._async_engine = self._sqlite_read_engine()
-            if create_tables:
-                self._sqlite_tx(self.metadata.create_all)
+            self._write_conn = open_sqlite(self._path)
+            if self._memory:
+                self._read_conn = self._write_conn
+                conn = self._write_conn
+                self._memory_engine = create_engine("sqlite://", creator=lambda: conn, poolclass=StaticPool)
+                if create_tables:
+                    self.metadata.create_all(self._memory_engine)
+            else:
+                assert self._path is not None
+                if create_tables:
+                    engine = create_engine(f"sqlite:///{self._path}")
+                    self.metadata.create_all(engine)
+                    engine.dispose()
+                self._read_conn = open_sqlite(self._path, readonly=True)
+                self._async_engine = _aiosqlite_engine(self._path)
+            self._reader = SqliteCursor(self._read_conn)
         else:
+            import asyncpg
+
             self._async_engine = create_async_engine(
-                self.url, pool_size=5, max_overflow=5, pool_pre_ping=True
+                self.url, pool_size=2, max_overflow=3, pool_pre_ping=True
             )
             if create_tables:
-                async with self._async_engine.begin() as conn:
-                    await conn.run_sync(self.metadata.create_all)
+                async with self._async_engine.begin() as aconn:
+                    await aconn.run_sync(self.metadata.create_all)
+            dsn = make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
+            self._pool = await asyncpg.create_pool(dsn, min_size=1, max_size=8)
         self._writer = asyncio.create_task(self._write_loop(), name=f"{self.name}-writer")
         self._alive = True
 
@@ -145,69 +194,24 @@ class Database:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
-        if self._sqlite_conn is not None:
-            self._sqlite_conn.close()
-            self._sqlite_conn = None
-        if self._sync_engine is not None:
-            self._sync_engine.dispose()
         if self._async_engine is not None:
             await self._async_engine.dispose()
+        if self._memory_engine is not None:
+            self._memory_engine.dispose()
+        for conn in {id(c): c for c in (self._read_conn, self._write_conn) if c is not None}.values():
+            conn.close()
+        self._read_conn = self._write_conn = self._reader = None
+        if self._pool is not None:
+            await self._pool.close()
 
     async def ping(self) -> bool:
         if not self._alive or self._writer is None or self._writer.done():
             return False
         try:
-            await self.query(lambda conn: conn.execute(text("SELECT 1")).scalar_one())
+            await self.read(lambda r: r.first(_PING))
         except Exception:
             return False
         return True
-
-    def _sqlite_path(self) -> str:
-        path = self.url.split("///", 1)[1]
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return path
-
-    def _sqlite_engine(self) -> Engine:
-        if self._memory:
-            engine = create_engine(
-                "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
-            )
-        else:
-            engine = create_engine(f"sqlite:///{self._sqlite_path()}", connect_args={"timeout": 30})
-
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            # the driver must not manage transactions, so that SAVEPOINTs work (SQLAlchemy's recipe)
-            dbapi_conn.isolation_level = None
-            if not self._memory:
-                # WAL + NORMAL: a committed transaction survives kill -9 (not a power cut: see README)
-                dbapi_conn.execute("PRAGMA journal_mode=WAL")
-                dbapi_conn.execute("PRAGMA synchronous=NORMAL")
-            dbapi_conn.execute("PRAGMA busy_timeout=30000")
-
-        @event.listens_for(engine, "begin")
-        def _on_begin(conn: Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-        return engine
-
-    def _sqlite_read_engine(self) -> AsyncEngine:
-        engine = create_async_engine(
-            f"sqlite+aiosqlite:///{self._sqlite_path()}", pool_size=4, connect_args={"timeout": 30}
-        )
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.close()
-
-        return engine
-
-    def _sqlite_tx(self, fn: Callable[[Connection], T]) -> T:
-        assert self._sqlite_conn is not None
-        with self._sqlite_conn.begin():
-            return fn(self._sqlite_conn)
 
     # -- writing -----------------------------------------------------------------------------------
 
@@ -220,9 +224,9 @@ class Database:
     ) -> T:
         """Run ``fn(uow, *args)`` as one unit of work and return its result once it has COMMITTED.
 
-        ``fn`` is synchronous and touches only this database through ``uow.conn``; the events it emits
-        go to the outbox in the same transaction. An exception it raises rolls back everything it did
-        and is raised here. A caller cancelled while waiting may still have its unit committed."""
+        ``fn`` is synchronous and touches only this database through ``uow``; the events it emits go to
+        the outbox in the same transaction. An exception it raises rolls back everything it did and is
+        raised here. A caller cancelled while waiting may still have its unit committed."""
         return await self._submit(lambda uow: fn(uow, *args, **kwargs), None)
 
     async def consume(self, fn: Callable[[UnitOfWork], T], cause: Envelope) -> T:
@@ -245,13 +249,11 @@ class Database:
             if not jobs:
                 continue
             try:
-                if self._sqlite_conn is not None:
-                    self._sqlite_tx(partial(self._run_batch, jobs=jobs))
+                if self._write_conn is not None:
+                    self._sqlite_batch(SqliteCursor(self._write_conn), jobs)
                     await asyncio.sleep(0)  # let the loop run between batches
                 else:
-                    assert self._async_engine is not None
-                    async with self._async_engine.connect() as aconn:
-                        await aconn.run_sync(self._run_batch_in_tx, jobs)
+                    await self._pg_batch(jobs)
             except asyncio.CancelledError:
                 self._fail(jobs, RuntimeError(f"database {self.name} stopped"))
                 raise
@@ -263,40 +265,68 @@ class Database:
                 self.after_commit_hook()
             self._committed(jobs)
 
-    def _run_batch_in_tx(self, conn: Connection, jobs: list[_Job]) -> None:
-        with conn.begin():
-            self._run_batch(conn, jobs=jobs)
+    def _sqlite_batch(self, cursor: SqliteCursor, jobs: list[_Job]) -> None:
+        for careful in (False, True):
+            cursor.exec("BEGIN IMMEDIATE")
+            try:
+                self._run_batch(cursor, jobs, careful=careful)
+                cursor.exec("COMMIT")
+                return
+            except _UnitFailed:
+                cursor.exec("ROLLBACK")
+            except BaseException:
+                if cursor.conn.in_transaction:
+                    cursor.exec("ROLLBACK")
+                raise
 
-    def _run_batch(self, conn: Connection, *, jobs: list[_Job]) -> None:
-        """In the database's thread (SQLite) or greenlet (PostgreSQL): every job in its savepoint."""
-        # plain SQL savepoints: SQLAlchemy's begin_nested() cost ~16% of the server's CPU under load
+    async def _pg_batch(self, jobs: list[_Job]) -> None:
+        async with self._pool.acquire() as conn:
+            for careful in (False, True):
+                try:
+                    async with conn.transaction():
+                        await greenlet_spawn(partial(self._run_batch, careful=careful), PgCursor(conn), jobs)
+                    return
+                except _UnitFailed:
+                    continue
+
+    def _run_batch(self, cursor: Writer, jobs: list[_Job], *, careful: bool) -> None:
+        """Every job in one transaction. Optimistic (``careful=False``): the first unit that raises
+        stops the batch (:class:`_UnitFailed`, the caller rolls back and runs it again careful). Careful:
+        each unit in a SAVEPOINT, a failing one rolled back alone."""
         events: list[Envelope] = []
         for job in jobs:
-            uow = UnitOfWork(self, conn, job.cause, job.correlation, job.traceparent)
+            uow = UnitOfWork(self.name, cursor, job.cause, job.correlation, job.traceparent)
+            job.uow, job.error = None, None
             # log lines written by the unit carry its flow's correlation id
             token = correlation_id.set(job.cause.correlationid if job.cause else job.correlation)
-            conn.exec_driver_sql("SAVEPOINT uow")
             try:
-                job.result = job.fn(uow)
-                conn.exec_driver_sql("RELEASE SAVEPOINT uow")
+                if careful:
+                    cursor.exec("SAVEPOINT uow")
+                try:
+                    job.result = job.fn(uow)
+                except Exception as exc:
+                    if not careful:
+                        raise _UnitFailed from exc
+                    cursor.exec("ROLLBACK TO SAVEPOINT uow")
+                    cursor.exec("RELEASE SAVEPOINT uow")
+                    job.error = exc
+                    continue
+                if careful:
+                    cursor.exec("RELEASE SAVEPOINT uow")
                 job.uow = uow
                 events.extend(uow.events)
-            except Exception as exc:
-                conn.exec_driver_sql("ROLLBACK TO SAVEPOINT uow")
-                conn.exec_driver_sql("RELEASE SAVEPOINT uow")
-                job.error = exc
             finally:
                 correlation_id.reset(token)
         if events:
-            # one INSERT for the batch's outbox rows, in the same transaction as their units: a failure
-            # here fails the whole batch, like a failed COMMIT
-            self._write_outbox(conn, events)
+            # one statement for the batch's outbox rows, in the same transaction as their units: a
+            # failure here fails the whole batch, like a failed COMMIT
+            self._write_outbox(cursor, events)
 
-    def _write_outbox(self, conn: Connection, events: Iterable[Envelope]) -> None:
+    def _write_outbox(self, cursor: Writer, events: Iterable[Envelope]) -> None:
         if self._outbox_insert is None:
             raise RuntimeError(f"module {self.name} emitted events but has no outbox")
         now = utcnow()
-        conn.execute(
+        cursor.many(
             self._outbox_insert,
             [
                 {"id": e.id, "type": e.type, "subject": e.subject, "envelope": e.to_json(), "created_at": now}
@@ -328,6 +358,38 @@ class Database:
         if events and self.on_commit is not None:
             self.on_commit(events)
 
+    # -- reading -----------------------------------------------------------------------------------
+
+    async def read(self, fn: Callable[Concatenate[Reader, P], T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn(reader, *args)`` against committed data at driver cost; ``fn`` must only read, and
+        only a little (by key, a short list): on SQLite it runs on the event loop."""
+        if self._reader is not None:
+            return fn(self._reader, *args, **kwargs)
+        if self._pool is None:
+            raise RuntimeError(f"database {self.name} is not running")
+        async with self._pool.acquire() as conn:
+            result: T = await greenlet_spawn(partial(fn, PgCursor(conn), *args, **kwargs))
+            return result
+
+    async def query(
+        self, fn: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run ``fn(conn, *args)`` on a SQLAlchemy connection against committed data: for long reads
+        (operators, tools), off the event loop. ``fn`` must only read."""
+
+        def run(conn: Connection) -> T:
+            return fn(conn, *args, **kwargs)
+
+        if self._memory_engine is not None:
+            # in-memory SQLite is one connection: a read takes it between two of the writer's batches
+            with self._memory_engine.connect() as conn:
+                return run(conn)
+        if self._async_engine is None:
+            raise RuntimeError(f"database {self.name} is not running")
+        async with self._async_engine.connect() as aconn:
+            result: T = await aconn.run_sync(run)
+            return result
+
     @contextlib.asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
         """A connection of its own, outside the writer: for work that must hold row locks across awaits
@@ -337,18 +399,17 @@ class Database:
         async with self._async_engine.connect() as conn:
             yield conn
 
-    # -- reading -----------------------------------------------------------------------------------
 
-    async def query(
-        self, fn: Callable[Concatenate[Connection, P], T], /, *args: P.args, **kwargs: P.kwargs
-    ) -> T:
-        """Run ``fn(conn, *args)`` against committed data and return its result. ``fn`` must only read."""
+_PING = Sql(select(literal(1)), "ping")
 
-        def run(conn: Connection) -> T:
-            return fn(conn, *args, **kwargs)
 
-        if self._async_engine is None:
-            # in-memory SQLite is one connection: a read takes it between two of the writer's batches
-            return self._sqlite_tx(run)
-        async with self._async_engine.connect() as conn:
-            return await conn.run_sync(run)
+def _aiosqlite_engine(path: str) -> AsyncEngine:
+    engine = create_async_engine(f"sqlite+aiosqlite:///{path}", pool_size=2, connect_args={"timeout": 30})
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    return engine

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
@@ -9,11 +10,12 @@ from typing import Any
 
 import orjson
 from pydantic import BaseModel
-from sqlalchemy import Column, LargeBinary, MetaData, String, Table, delete, select, update
+from sqlalchemy import Column, LargeBinary, MetaData, String, Table, bindparam, delete, select, update
 
 from app.bus import utcnow
 from app.problems import BadRequest, Problem
 from app.storage.database import Database, UnitOfWork
+from app.storage.sql import Sql
 from app.storage.types import UtcDateTime
 
 MAX_KEY = 255
@@ -55,47 +57,48 @@ class Earlier:
     response: Any
 
 
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    claim: Sql
+    earlier: Sql
+    remember: Sql
+    prune: Sql
+
+
+@functools.cache
+def _statements(table: Table) -> _Statements:
+    c = table.c
+    key = (c.scope == bindparam("b_scope"), c.key == bindparam("b_key"))
+    return _Statements(
+        claim=Sql.insert(table, ignore=True),
+        earlier=Sql(select(c.fingerprint, c.resource_id, c.response).where(*key)),
+        remember=Sql(update(table).where(*key).values(response=bindparam("b_response"))),
+        prune=Sql(delete(table).where(c.created_at < bindparam("b_cutoff", type_=UtcDateTime))),
+    )
+
+
 def claim(uow: UnitOfWork, table: Table, scope: str, key: str, fp: str, resource_id: str) -> Earlier | None:
     """Record ``key`` in this unit of work. None: first use, go on. Else the earlier use to replay.
 
     The key row commits or rolls back with the effect it guards, so no effect happens without its
     key, and a concurrent retry runs after the first (single writer) and finds it."""
-    inserted = uow.conn.execute(
-        uow.insert_ignore(table),
-        {
-            "scope": scope,
-            "key": key,
-            "fingerprint": fp,
-            "resource_id": resource_id,
-            "response": None,
-            "created_at": utcnow(),
-        },
-    )
-    if inserted.rowcount:
+    sql = _statements(table)
+    row = {"scope": scope, "key": key, "fingerprint": fp, "resource_id": resource_id, "response": None}
+    if uow.run(sql.claim, {**row, "created_at": utcnow()}):
         return None
-    row = (
-        uow.conn.execute(
-            select(table.c.fingerprint, table.c.resource_id, table.c.response).where(
-                table.c.scope == scope, table.c.key == key
-            )
-        )
-    ).one()
-    if row.fingerprint != fp:
+    earlier = uow.first(sql.earlier, {"b_scope": scope, "b_key": key})
+    assert earlier is not None  # the insert found it taken, in this same transaction
+    if earlier.fingerprint != fp:
         raise KeyReused("this Idempotency-Key was used with a different request body")
-    return Earlier(row.resource_id, orjson.loads(row.response) if row.response else None)
+    return Earlier(earlier.resource_id, orjson.loads(earlier.response) if earlier.response else None)
 
 
 def remember(uow: UnitOfWork, table: Table, scope: str, key: str, response: Any) -> None:
     """Keep the answer of the first use, for a replay to return as it was."""
-    uow.conn.execute(
-        update(table)
-        .where(table.c.scope == scope, table.c.key == key)
-        .values(response=orjson.dumps(response))
-    )
+    params = {"b_scope": scope, "b_key": key, "b_response": orjson.dumps(response)}
+    uow.run(_statements(table).remember, params)
 
 
 async def prune(db: Database, table: Table, older_than: timedelta) -> int:
     cutoff = utcnow() - older_than
-    return await db.transact(
-        lambda uow: int(uow.conn.execute(delete(table).where(table.c.created_at < cutoff)).rowcount)
-    )
+    return await db.transact(lambda uow: uow.run(_statements(table).prune, {"b_cutoff": cutoff}))

@@ -44,7 +44,9 @@ async def test_kill_9_mid_flow_loses_nothing_and_applies_nothing_twice(tmp_path:
     answers: dict[str, httpx.Response] = {}
     auth: dict[str, dict[str, str]] = {}
 
-    server = Server(data, env={"ORDER_REPLY_TIMEOUT": "10"}).start()
+    # deliveries held 100-200 ms: at the kill, orders are committed and waiting for billing (the flow
+    # alone takes ~2 ms now, too quick to leave any committed-but-unanswered order to the timing)
+    server = Server(data, env={"ORDER_REPLY_TIMEOUT": "10", "BUS_CHAOS": "seed=1,delay=100-200ms"}).start()
     try:
         async with httpx.AsyncClient(base_url=server.base_url, timeout=15) as client:
             for login in logins:

@@ -20,6 +20,7 @@ from app.main import create_app
 from app.messaging.outbox import Relay
 from app.storage.database import Database
 from app.storage.migrate import migrate
+from app.storage.sql import Sql
 from tests.e2e.seed import walk_seed_scenario
 from tests.support.auth import sign_up
 from tests.support.pg import fresh_database
@@ -123,15 +124,12 @@ async def test_two_relays_sweeping_one_outbox_publish_each_row_once(pg_url: str)
         events = [
             Envelope(type="orders.payment_requested.v1", source="orders", data={"n": i}) for i in range(300)
         ]
-        await db.transact(
-            lambda uow: uow.conn.execute(
-                table.insert(),
-                [
-                    {"id": e.id, "type": e.type, "subject": "", "envelope": e.to_json(), "created_at": old}
-                    for e in events
-                ],
-            )
-        )
+        insert = Sql.insert(table, "id", "type", "subject", "envelope", "created_at")
+        rows = [
+            {"id": e.id, "type": e.type, "subject": "", "envelope": e.to_json(), "created_at": old}
+            for e in events
+        ]
+        await db.transact(lambda uow: uow.many(insert, rows))
         one, two = Published(), Published()
         r1, r2 = Relay(db, one), Relay(db, two)
         while sum(await asyncio.gather(r1.sweep(limit=40), r2.sweep(limit=40))):

@@ -45,7 +45,7 @@ async def run(db: Database, fn: Callable[..., T], *args: Any) -> tuple[T, list[E
 
 
 async def balance(db: Database, login: str) -> int:
-    return (await db.query(service.get_balance, login)).balance
+    return (await db.read(service.get_balance, login)).balance
 
 
 async def outbox_rows(db: Database) -> Sequence[Any]:
@@ -107,10 +107,10 @@ async def test_deposit_to_an_unknown_login_raises_account_not_found(db: Database
 
 async def test_withdrawing_more_than_the_balance_raises_and_changes_nothing(db: Database) -> None:
     login = await account_with(db, 1000)
-    before = await db.query(service.get_balance, login)
+    before = await db.read(service.get_balance, login)
     with pytest.raises(service.InsufficientFunds):
         await db.transact(service.withdraw, login, 1001)
-    assert await db.query(service.get_balance, login) == before
+    assert await db.read(service.get_balance, login) == before
     assert await db.transact(service.withdraw, login, 1000) == 0
 
 

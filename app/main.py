@@ -11,6 +11,7 @@ from app import problems
 from app.bus import Bus
 from app.config import Settings
 from app.edge import docs
+from app.edge.asgi import Service
 from app.edge.auth import Auth
 from app.edge.middleware import EdgeMiddleware
 from app.observe import flows, viewer
@@ -32,7 +33,7 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
         finally:
             await system.stop()
 
-    app = FastAPI(
+    app = Service(
         title="eventcollab",
         version="0.1.0",
         summary="Event collaboration through a message broker: the seed scenario, durable.",

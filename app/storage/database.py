@@ -153,6 +153,8 @@ class Database:
         # long reads (and PostgreSQL's row-locking sweeps): SQLAlchemy's async engine
         self._async_engine: AsyncEngine | None = None
         self._alive = False
+        # committed batches and the units in them (their ratio: how well commits are shared)
+        self.batches = self.units = 0
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -243,6 +245,9 @@ class Database:
     async def _write_loop(self) -> None:
         while True:
             jobs = [await self._queue.get()]
+            # one turn of the loop before the batch closes: what the other ready tasks submit in it
+            # shares this COMMIT (it costs the first unit that turn, idle or not)
+            await asyncio.sleep(0)
             while len(jobs) < self.batch_max and not self._queue.empty():
                 jobs.append(self._queue.get_nowait())
             jobs = [j for j in jobs if not j.future.cancelled()]
@@ -263,6 +268,8 @@ class Database:
                 continue
             if self.after_commit_hook is not None:
                 self.after_commit_hook()
+            self.batches += 1
+            self.units += len(jobs)
             self._committed(jobs)
 
     def _sqlite_batch(self, cursor: SqliteCursor, jobs: list[_Job]) -> None:

@@ -6,6 +6,8 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 
 from app import problems
 from app.bus import Bus
@@ -13,12 +15,28 @@ from app.config import Settings
 from app.edge import docs
 from app.edge.asgi import Service
 from app.edge.auth import Auth
+from app.edge.fastlane import FastLane, FastRoute
 from app.edge.middleware import EdgeMiddleware
 from app.observe import flows, viewer
 from app.observe.logs import CorrelationObserver
 from app.observe.metrics import Metrics
 from app.ops import admin, asyncapi, health
 from app.system import MODULES, System
+
+
+def fast_routes(settings: Settings) -> dict[tuple[str, str], tuple[FastRoute, BaseRoute]]:
+    """Every running module's fast routes, each with the FastAPI route it stands in for."""
+    out: dict[tuple[str, str], tuple[FastRoute, BaseRoute]] = {}
+    for name in settings.modules:
+        module = MODULES[name]
+        for (method, path), fast in module.FAST.items():
+            route = next(
+                r
+                for r in module.router.routes
+                if isinstance(r, APIRoute) and r.path == path and method in (r.methods or ())
+            )
+            out[(method, path)] = (fast, route)
+    return out
 
 
 def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
@@ -61,6 +79,7 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
         system.observers.add(recorder)
     app.include_router(flows.router(recorder, system))
     app.include_router(viewer.router)
+    app.add_middleware(FastLane, routes=fast_routes(settings))
     app.add_middleware(EdgeMiddleware, max_body=settings.max_body_bytes, observers=system.observers)
     if settings.otel_traces:  # off by default: then no OpenTelemetry code is imported or run
         from app.observe.tracing import install

@@ -1,7 +1,7 @@
 """Billing: accounts, deposits and withdrawals, and paying for orders."""
 
-from app.billing.api import router
+from app.billing.api import FAST, router
 from app.billing.handlers import SUBSCRIPTIONS
 from app.billing.models import messaging, metadata
 
-__all__ = ["SUBSCRIPTIONS", "messaging", "metadata", "router"]
+__all__ = ["FAST", "SUBSCRIPTIONS", "messaging", "metadata", "router"]

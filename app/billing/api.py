@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
+from starlette.responses import Response
 
 from app.billing import service
 from app.billing.schemas import Balance, OperationBody, OperationResult
 from app.edge.auth import CurrentLogin, require_self
 from app.edge.deps import IdempotencyKey, database
+from app.edge.fastlane import Call
 from app.edge.fields import LOGIN_PATTERN
 from app.problems import declared
 from app.storage.database import Database
@@ -18,6 +21,7 @@ router = APIRouter(tags=["billing"])
 
 BillingDb = Annotated[Database, Depends(database("billing"))]
 LoginQuery = Annotated[str, Query(pattern=LOGIN_PATTERN)]
+LOGIN = re.compile(LOGIN_PATTERN)
 
 
 @router.put(
@@ -43,3 +47,16 @@ async def get_account(db: BillingDb, current: CurrentLogin, login: LoginQuery) -
     """An account's balance (your own)."""
     require_self(current, login)
     return await db.read(service.get_balance, login)
+
+
+async def get_account_fast(call: Call) -> Response | None:
+    """The balance in the fast lane (app/edge/fastlane.py): the same checks, the same read."""
+    login = call.query("login")
+    if login is None or not LOGIN.fullmatch(login):
+        return None
+    require_self(call.login(), login)
+    balance = await call.state.dbs["billing"].read(service.get_balance, login)
+    return Response(balance.model_dump_json(by_alias=True), media_type="application/json")
+
+
+FAST = {("GET", "/account/"): get_account_fast, ("GET", "/account"): get_account_fast}

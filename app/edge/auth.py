@@ -125,6 +125,20 @@ class Auth:
         claims = {"sub": login, "iat": now, "exp": now + self.ttl, "jti": secrets.token_hex(8)}
         return jwt.encode(claims, self.secret, algorithm=ALGORITHM)
 
+    def bearer(self, header: str) -> str | None:
+        """The login of an ``Authorization: Bearer`` header's token; None when AUTH_MODE=off (every
+        login is then allowed). A token is valid by its signature and expiry alone: no read of person's
+        database (there is no account deletion to revoke against; if one is added, revocation travels
+        as an event)."""
+        if not self.enabled:
+            return None
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized(
+                "this endpoint needs an Authorization: Bearer <token> header (POST /person/login)"
+            )
+        return self.login_of(token.strip())
+
     def login_of(self, token: str) -> str:
         """The token's login. A verified token is remembered until it expires: checking the signature
         cost ~10 % of the server's CPU under load (pyjwt, py-spy), a dict hit costs nothing. Only a
@@ -177,15 +191,7 @@ def _secret_file(data_dir: Path) -> str:
 async def current_login(request: Request) -> str | None:
     """The login of the Bearer token; None when AUTH_MODE=off (every login is then allowed)."""
     auth: Auth = request.app.state.auth
-    if not auth.enabled:
-        return None
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("this endpoint needs an Authorization: Bearer <token> header (POST /person/login)")
-    # valid by its signature and expiry alone: no read of person's database (there is no account
-    # deletion to revoke against; if one is added, revocation travels as an event)
-    return auth.login_of(token.strip())
+    return auth.bearer(request.headers.get("authorization", ""))
 
 
 CurrentLogin = Annotated[str | None, Depends(current_login)]

@@ -1,7 +1,7 @@
 """Notifications: keeps the messages other modules ask to send to a customer."""
 
-from app.notifications.api import router
+from app.notifications.api import FAST, router
 from app.notifications.handlers import SUBSCRIPTIONS
 from app.notifications.models import messaging, metadata
 
-__all__ = ["SUBSCRIPTIONS", "messaging", "metadata", "router"]
+__all__ = ["FAST", "SUBSCRIPTIONS", "messaging", "metadata", "router"]

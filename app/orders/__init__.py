@@ -1,7 +1,7 @@
 """Orders: takes orders, asks billing to pay, answers the client once billing has."""
 
-from app.orders.api import router
+from app.orders.api import FAST, router
 from app.orders.handlers import SUBSCRIPTIONS
 from app.orders.models import messaging, metadata
 
-__all__ = ["SUBSCRIPTIONS", "messaging", "metadata", "router"]
+__all__ = ["FAST", "SUBSCRIPTIONS", "messaging", "metadata", "router"]

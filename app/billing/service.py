@@ -5,7 +5,7 @@ from sqlalchemy import BigInteger, String, bindparam, select, update
 from app.billing.events import AccountCreated, NotificationRequested, PaymentFailed, PaymentSucceeded
 from app.billing.models import accounts, messaging, operations, payments
 from app.billing.schemas import Balance, OperationBody, OperationResult
-from app.bus import new_id, utcnow
+from app.bus import new_id
 from app.money import to_text
 from app.problems import Conflict, NotFound
 from app.storage import idempotency
@@ -47,7 +47,7 @@ RECORD_OPERATION = Sql.insert(operations)
 
 
 def open_account(uow: UnitOfWork, login: str) -> bool:
-    now = utcnow()
+    now = uow.now
     account_id = new_id()
     opened = uow.run(
         OPEN, {"id": account_id, "login": login, "balance": 0, "created_at": now, "updated_at": now}
@@ -85,7 +85,7 @@ def apply_operation(uow: UnitOfWork, body: OperationBody, key: str | None) -> Op
             "kind": body.operation,
             "amount": body.sum,
             "balance_after": balance,
-            "created_at": utcnow(),
+            "created_at": uow.now,
         },
     )
     result = OperationResult(
@@ -97,7 +97,7 @@ def apply_operation(uow: UnitOfWork, body: OperationBody, key: str | None) -> Op
 
 
 def deposit(uow: UnitOfWork, login: str, amount: int) -> int:
-    row = uow.first(GIVE, {"b_login": login, "b_amount": amount, "b_now": utcnow()})
+    row = uow.first(GIVE, {"b_login": login, "b_amount": amount, "b_now": uow.now})
     if row is not None:
         return int(row[0])
     if _balance(uow, login) is None:
@@ -120,7 +120,7 @@ def pay_order(uow: UnitOfWork, order_id: str, login: str, amount: int) -> None:
     The row goes in as paid and only a refusal rewrites it: the common case is one INSERT and one
     conditional UPDATE (no other transaction sees the row before this one commits it)."""
     claim = {"order_id": order_id, "login": login, "amount": amount, "status": "paid", "reason": None}
-    if not uow.run(CLAIM_PAYMENT, {**claim, "created_at": utcnow()}):
+    if not uow.run(CLAIM_PAYMENT, {**claim, "created_at": uow.now}):
         return
     balance = _take(uow, login, amount)
     if balance is not None:
@@ -161,7 +161,7 @@ def get_balance(reader: Reader, login: str) -> Balance:
 
 
 def _take(uow: UnitOfWork, login: str, amount: int) -> int | None:
-    row = uow.first(TAKE, {"b_login": login, "b_amount": amount, "b_now": utcnow()})
+    row = uow.first(TAKE, {"b_login": login, "b_amount": amount, "b_now": uow.now})
     return None if row is None else int(row[0])
 
 

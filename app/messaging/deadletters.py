@@ -96,7 +96,7 @@ class DeadLetterStore:
         for group, store in self.stores.items():
 
             def mark(uow: UnitOfWork, store: Store = store) -> bytes | None:
-                row = uow.first(store.mark, {"b_id": letter_id, "b_now": utcnow()})
+                row = uow.first(store.mark, {"b_id": letter_id, "b_now": uow.now})
                 return None if row is None else bytes(row[0])
 
             raw = await store.db.transact(mark)

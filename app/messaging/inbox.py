@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table
 
-from app.bus import Envelope, Handler, utcnow
+from app.bus import Envelope, Handler
 from app.storage.database import Database, UnitOfWork
 from app.storage.sql import Sql
 from app.storage.types import UtcDateTime
@@ -40,7 +40,7 @@ def consume(
         event = uow.cause
         assert event is not None
         first = uow.run(
-            record, {"group": group, "event_id": event.id, "type": event.type, "received_at": utcnow()}
+            record, {"group": group, "event_id": event.id, "type": event.type, "received_at": uow.now}
         )
         if first:
             handler(uow, event)

@@ -192,9 +192,10 @@ class Relay:
         if not ids:
             return
         try:
-            now = utcnow()
             # one prepared UPDATE run for each id (executemany), in one unit of work for the burst
-            await self.db.transact(lambda uow: uow.many(self._mark, [{"b_id": i, "b_now": now} for i in ids]))
+            await self.db.transact(
+                lambda uow: uow.many(self._mark, [{"b_id": i, "b_now": uow.now} for i in ids])
+            )
         except Exception:
             # not fatal: an unmarked row is published again after a restart and absorbed by inboxes
             log.exception("could not mark %d outbox rows of %s", len(ids), self.db.name)

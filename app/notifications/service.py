@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from sqlalchemy import bindparam, select
 
-from app.bus import new_id, utcnow
+from app.bus import new_id
 from app.notifications.models import notices
 from app.notifications.schemas import Message
 from app.storage.database import UnitOfWork
@@ -31,7 +31,7 @@ def store_notice(
             "text": text,
             "order_id": order_id,
             "event_id": event_id,
-            "created_at": utcnow(),
+            "created_at": uow.now,
         },
     )
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 import orjson
 from sqlalchemy import bindparam, select, update
 
-from app.bus import utcnow
 from app.money import MAX_MINOR, to_text
 from app.orders.events import PaymentRequested
 from app.orders.models import messaging, orders
@@ -76,7 +75,7 @@ def create_order(uow: UnitOfWork, body: CreateOrder, order_id: str, key: str | N
             "reason": None,
             "description": body.description,
             "items": items.decode() if items else None,
-            "created_at": utcnow(),
+            "created_at": uow.now,
             "settled_at": None,
         },
     )
@@ -86,7 +85,7 @@ def create_order(uow: UnitOfWork, body: CreateOrder, order_id: str, key: str | N
 
 def settle(uow: UnitOfWork, order_id: str, status: str, reason: str | None) -> OrderOut | None:
     # only a pending order moves: a repeated or late outcome cannot flip a settled one
-    row = uow.first(SETTLE, {"b_id": order_id, "b_status": status, "b_reason": reason, "b_now": utcnow()})
+    row = uow.first(SETTLE, {"b_id": order_id, "b_status": status, "b_reason": reason, "b_now": uow.now})
     if row is None:
         return None
     return OrderOut.from_row(row)

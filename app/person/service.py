@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from sqlalchemy import bindparam, select
 
-from app.bus import new_id, utcnow
+from app.bus import new_id
 from app.person.events import PersonRegistered
 from app.person.models import Person
 from app.person.schemas import Register
@@ -20,7 +20,7 @@ PROFILE = Sql(select(persons).where(persons.c.login == bindparam("b_login")))
 
 def register(uow: UnitOfWork, body: Register, password_hash: str) -> Person:
     person = Person(
-        id=new_id(), created_at=utcnow(), password_hash=password_hash, **body.model_dump(exclude={"password"})
+        id=new_id(), created_at=uow.now, password_hash=password_hash, **body.model_dump(exclude={"password"})
     )
     # the unique login decides; no read-then-insert race between two registrations
     if not uow.run(REGISTER, person.model_dump()):

@@ -27,6 +27,7 @@ import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -54,6 +55,9 @@ class UnitOfWork:
 
     source: str
     cursor: Writer
+    # the transaction's time (PostgreSQL's now()): one per batch, which every timestamp the unit writes
+    # shares (and the SQLite text of which is formatted once)
+    now: datetime
     cause: Envelope | None = None
     correlation: str = ""
     traceparent: str = ""
@@ -301,8 +305,9 @@ class Database:
         stops the batch (:class:`_UnitFailed`, the caller rolls back and runs it again careful). Careful:
         each unit in a SAVEPOINT, a failing one rolled back alone."""
         events: list[Envelope] = []
+        now = utcnow()
         for job in jobs:
-            uow = UnitOfWork(self.name, cursor, job.cause, job.correlation, job.traceparent)
+            uow = UnitOfWork(self.name, cursor, now, job.cause, job.correlation, job.traceparent)
             job.uow, job.error = None, None
             # log lines written by the unit carry its flow's correlation id
             token = correlation_id.set(job.cause.correlationid if job.cause else job.correlation)
@@ -327,12 +332,11 @@ class Database:
         if events:
             # one statement for the batch's outbox rows, in the same transaction as their units: a
             # failure here fails the whole batch, like a failed COMMIT
-            self._write_outbox(cursor, events)
+            self._write_outbox(cursor, events, now)
 
-    def _write_outbox(self, cursor: Writer, events: Iterable[Envelope]) -> None:
+    def _write_outbox(self, cursor: Writer, events: Iterable[Envelope], now: datetime) -> None:
         if self._outbox_insert is None:
             raise RuntimeError(f"module {self.name} emitted events but has no outbox")
-        now = utcnow()
         cursor.many(
             self._outbox_insert,
             [

@@ -84,7 +84,7 @@ def claim(uow: UnitOfWork, table: Table, scope: str, key: str, fp: str, resource
     key, and a concurrent retry runs after the first (single writer) and finds it."""
     sql = _statements(table)
     row = {"scope": scope, "key": key, "fingerprint": fp, "resource_id": resource_id, "response": None}
-    if uow.run(sql.claim, {**row, "created_at": utcnow()}):
+    if uow.run(sql.claim, {**row, "created_at": uow.now}):
         return None
     earlier = uow.first(sql.earlier, {"b_scope": scope, "b_key": key})
     assert earlier is not None  # the insert found it taken, in this same transaction

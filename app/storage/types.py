@@ -30,13 +30,21 @@ class UtcDateTime(TypeDecorator[datetime]):
             return super().bind_processor(dialect)
 
         # SQLite's own text form ("2026-12-01 20:15:01.000123", the same SQLAlchemy writes) in one
-        # step instead of two processors: 1.1 -> 0.4 µs a value, ten values an order
+        # step instead of two processors (1.1 -> 0.4 µs), and the last one remembered: a batch's units
+        # share their transaction time (UnitOfWork.now), ~15 values an order
+        last: list[tuple[datetime | None, str]] = [(None, "")]  # one tuple: read and replaced whole
+
         def to_text(value: datetime | None) -> str | None:
             if value is None:
                 return None
+            seen, text = last[0]
+            if value is seen:
+                return text
             if value.tzinfo is None:
                 raise ValueError("naive datetime")
-            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            text = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            last[0] = (value, text)
+            return text
 
         return to_text
 

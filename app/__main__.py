@@ -1,37 +1,40 @@
-"""CLI: ``python -m app [serve|migrate|check] [--host H] [--port P] [--data-dir D] [--modules a,b]``.
+"""CLI: ``python -m app [serve|migrate|check|settings] [--host H] [--port P] [--data-dir D] [--modules a,b]``.
 
-serve    run the HTTP server (default)
-migrate  create or upgrade every module's schema, then exit
-check    read every module's database and report the invariants; exit 1 on a violation
+serve     run the HTTP server (default)
+migrate   create or upgrade every module's schema, then exit
+check     read every module's database and report the invariants; exit 1 on a violation
+settings  print the settings a process would start with (``--markdown``: docs/settings.md)
+
+Settings are read once, here (``Settings.load``: environment, ``.env``, ``/run/secrets``); a flag
+overrides its variable, and a value a setting does not accept stops the start-up with a message.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from pathlib import Path
 
-from app.config import MODULES, Settings
+from app.config import Settings, SettingsError
 
 
 def parse(argv: list[str] | None = None) -> tuple[str, Settings, argparse.Namespace]:
-    env = Settings.from_env()
     p = argparse.ArgumentParser(prog="eventcollab", description=__doc__)
-    p.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate", "check", "bench"])
-    p.add_argument("--host", default=env.host, help="interface to listen on (env HOST)")
-    p.add_argument("--port", type=int, default=env.port, help="port (env PORT, default 8000)")
-    p.add_argument("--data-dir", type=Path, default=env.data_dir, help="SQLite files (env DATA_DIR)")
-    p.add_argument("--modules", default=",".join(env.modules), help="modules to run (env MODULES)")
+    commands = ["serve", "migrate", "check", "bench", "settings"]
+    p.add_argument("command", nargs="?", default="serve", choices=commands)
+    p.add_argument("--host", help="interface to listen on (env HOST)")
+    p.add_argument("--port", type=int, help="port (env PORT, default 8000)")
+    p.add_argument("--data-dir", type=Path, help="SQLite files (env DATA_DIR)")
+    p.add_argument("--modules", help="modules to run (env MODULES)")
     p.add_argument("--json", action="store_true", help="check: print the report as JSON")
     p.add_argument("--pending-grace", type=float, default=None, help="check: seconds an order may be pending")
+    p.add_argument("--markdown", action="store_true", help="settings: print docs/settings.md")
     a = p.parse_args(argv)
-    modules = tuple(m.strip() for m in a.modules.split(",") if m.strip())
-    unknown = set(modules) - set(MODULES)
-    if unknown:
-        p.error(f"unknown modules: {', '.join(sorted(unknown))}; choose from {', '.join(MODULES)}")
-    settings = env.with_(host=a.host, port=a.port, data_dir=a.data_dir, modules=modules)
+    try:
+        settings = Settings.load(host=a.host, port=a.port, data_dir=a.data_dir, modules=a.modules)
+    except SettingsError as exc:
+        p.exit(2, f"{p.prog}: {exc}\n")
     return a.command, settings, a
 
 
@@ -41,7 +44,17 @@ def main(argv: list[str] | None = None) -> None:
         from app.ops.bench import main as bench
 
         sys.exit(bench(rest[1:]))
+    if rest[:1] == ["settings"] and "--markdown" in rest:  # the model's page, whatever the environment
+        from app.ops.settings_doc import markdown
+
+        sys.stdout.write(markdown(Settings))
+        return
     command, settings, args = parse(argv)
+    if command == "settings":
+        from app.ops.settings_doc import shown
+
+        sys.stdout.write(shown(settings))
+        return
     from app.observe import logs
 
     logs.configure(settings.log_level, settings.log_format)
@@ -65,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         port=settings.port,
         log_level=settings.log_level,
         log_config=None,  # logging is already set up (app/observe/logs.py): uvicorn's lines go through it
-        access_log=os.environ.get("ACCESS_LOG", "0") == "1",
+        access_log=settings.access_log,
         loop="auto",
         http="auto",
     )

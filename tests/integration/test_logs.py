@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -71,6 +72,37 @@ def test_console_format_is_not_json() -> None:
     assert "for humans" in stream.getvalue()
     with pytest.raises(json.JSONDecodeError):
         json.loads(stream.getvalue().splitlines()[0])
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        structlog.reset_defaults()
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_auto_format_is_console_on_a_terminal_and_json_otherwise() -> None:
+    piped = io.StringIO()
+    logs.configure("info", "auto", stream=piped)
+    logging.getLogger("app.test").info("to a pipe")
+    assert json.loads(piped.getvalue())["event"] == "to a pipe"
+
+    leader, follower = os.openpty()
+    with os.fdopen(follower, "w") as terminal:
+        logs.configure("info", "auto", stream=terminal)
+        logging.getLogger("app.test").info("to a terminal")
+        terminal.flush()
+        written = os.read(leader, 4096).decode()
+    os.close(leader)
+    assert "to a terminal" in written
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(written)
 
 
 async def test_lines_of_a_request_and_of_the_events_it_caused_carry_its_correlation_id(

@@ -41,9 +41,14 @@ def parse(argv: list[str] | None = None) -> tuple[str, Settings, argparse.Namesp
 def main(argv: list[str] | None = None) -> None:
     rest = sys.argv[1:] if argv is None else argv
     if rest[:1] == ["bench"]:  # its flags are its own: python -m app bench --help
-        from app.ops.bench import main as bench
+        from app.ops.bench import options
 
-        sys.exit(bench(rest[1:]))
+        bench_parser = argparse.ArgumentParser(prog="python -m app bench", description=options.DESCRIPTION)
+        options.add_arguments(bench_parser)
+        cfg = options.config(bench_parser.parse_args(rest[1:]), bench_parser)
+        from app.ops.bench.load import main as bench
+
+        sys.exit(bench(cfg))
     if rest[:1] == ["settings"] and "--markdown" in rest:  # the model's page, whatever the environment
         from app.ops.settings_doc import markdown
 

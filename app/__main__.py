@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import logging
+import socket
 import sys
 from dataclasses import dataclass
 from importlib import metadata
@@ -38,6 +41,7 @@ DESCRIPTION = (
 )
 EPILOG = "python -m app COMMAND --help shows a command's own flags. No command: serve."
 DEFAULT_RUN_DIR = Path(".run")
+log = logging.getLogger("app")
 
 
 class Formatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -191,7 +195,14 @@ def _serve(settings: Settings) -> None:
 
     from app.main import create_app
 
-    uvicorn.run(
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:  # said once the socket is bound, not before: the port may be taken
+                host = f"[{settings.host}]" if ":" in settings.host else settings.host
+                log.info("serving on http://%s:%d — flow viewer /, API docs /docs", host, settings.port)
+
+    config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
@@ -199,6 +210,11 @@ def _serve(settings: Settings) -> None:
         log_config=None,  # logging is already set up (app/observe/logs.py): uvicorn's lines go through it
         access_log=settings.access_log,
     )
+    server = Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        sys.exit(3)  # as uvicorn.run does: it could not start (the port taken, the start-up failed)
 
 
 async def _migrate(settings: Settings) -> None:

@@ -32,6 +32,26 @@ from app.observe.context import correlation_id
 from app.observe.observers import HttpExchange
 
 FORMATS = ("auto", "json", "console")
+# INFO lines libraries write on every start that tell an operator nothing (LOG_LEVEL=debug keeps them):
+# alembic's plugin set-up and per-database context (its "Running upgrade" lines are kept: they say a
+# schema changed), and uvicorn's start-up chatter, which the one "serving on" line replaces
+UVICORN_START = (
+    "Started server process",
+    "Waiting for application startup",
+    "Application startup complete",
+    "Uvicorn running on",
+)
+
+
+class LibraryNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO:
+            return True
+        if record.name.startswith("alembic."):
+            return record.getMessage().startswith("Running ")
+        if record.name == "uvicorn.error":
+            return not record.getMessage().startswith(UVICORN_START)
+        return True
 
 
 def add_correlation_id(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
@@ -77,6 +97,8 @@ def configure(level: str = "info", fmt: str = "json", *, stream: TextIO | None =
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )
+    if level.lower() != "debug":
+        handler.addFilter(LibraryNoise())
     root = logging.getLogger()
     for old in root.handlers[:]:
         root.removeHandler(old)

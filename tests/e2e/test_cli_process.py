@@ -7,6 +7,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests.support.server import Server
+
+
+@pytest.mark.slow
+def test_serve_says_where_to_go_and_no_library_chatter(tmp_path: Path) -> None:
+    with Server(tmp_path / "data", env={"LOG_LEVEL": "info", "LOG_FORMAT": "console"}) as server:
+        pass  # ready (/health/ready answered), then stopped: its start-up is in the log
+    text = server.log_path.read_text(errors="replace")
+    assert f"serving on {server.base_url} — flow viewer /, API docs /docs" in text, text
+    for chatter in ("setup plugin", "Context impl", "Will assume", "Uvicorn running", "Started server"):
+        assert chatter not in text, text
+    assert "Running upgrade" in text  # a fresh data dir: the schema changes are worth their lines
+
 
 def test_a_bad_setting_stops_start_up_with_a_message_and_changes_nothing(tmp_path: Path) -> None:
     data = tmp_path / "data"

@@ -105,6 +105,30 @@ def test_auto_format_is_console_on_a_terminal_and_json_otherwise() -> None:
         json.loads(written)
 
 
+@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize("level", ["info", "debug"])
+def test_library_start_up_chatter_is_dropped_unless_debugging(level: str) -> None:
+    stream = io.StringIO()
+    logs.configure(level, "json", stream=stream)
+    logging.getLogger("alembic.runtime.plugins").info("setup plugin %s", "alembic.autogenerate.schemas")
+    logging.getLogger("alembic.runtime.migration").info("Context impl SQLiteImpl.")
+    logging.getLogger("alembic.runtime.migration").info("Running upgrade  -> person_0001, initial")
+    logging.getLogger("alembic.runtime.migration").warning("a warning is never dropped")
+    logging.getLogger("uvicorn.error").info("Application startup complete.")
+    logging.getLogger("uvicorn.error").info("Shutting down")
+    events = [line["event"] for line in lines(stream)]
+    kept = ["Running upgrade  -> person_0001, initial", "a warning is never dropped", "Shutting down"]
+    if level == "debug":
+        kept = [
+            "setup plugin alembic.autogenerate.schemas",
+            "Context impl SQLiteImpl.",
+            *kept[:2],
+            "Application startup complete.",
+            kept[2],
+        ]
+    assert events == kept
+
+
 async def test_lines_of_a_request_and_of_the_events_it_caused_carry_its_correlation_id(
     settings: Settings, captured: io.StringIO
 ) -> None:

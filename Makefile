@@ -53,10 +53,10 @@ bench: $(STAMP)
 BUS_URL ?= nats://127.0.0.1:4222
 DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/eventcollab
 up: $(STAMP)
-	BUS_URL=$(BUS_URL) DATABASE_URL=$(DATABASE_URL) $(BIN)/python -m app.ops.topology up
+	BUS_URL=$(BUS_URL) DATABASE_URL=$(DATABASE_URL) $(BIN)/python -m app up
 
 down: $(STAMP)
-	$(BIN)/python -m app.ops.topology down
+	$(BIN)/python -m app down
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -1,74 +1,220 @@
-"""CLI: ``python -m app [serve|migrate|check] [--host H] [--port P] [--data-dir D] [--modules a,b]``.
+"""The command line: ``python -m app [command] [flags]``, also the console script ``eventcollab``.
 
-serve    run the HTTP server (default)
-migrate  create or upgrade every module's schema, then exit
-check    read every module's database and report the invariants; exit 1 on a violation
+Settings are read once, here (``Settings.load``: environment, ``.env``, ``/run/secrets``), and passed
+down; a flag overrides its variable. ``--host``, ``--port``, ``--data-dir`` and ``--modules`` are flags
+of serve, migrate and check, and may come before the command too (``python -m app --port 8011``
+serves, as it always did). Every other command has flags of its own: ``python -m app <command> --help``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
+import contextlib
+import logging
+import socket
 import sys
+from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
+from typing import Any, NoReturn
 
-from app.config import MODULES, Settings
+from app.config import Settings, SettingsError
+from app.ops.settings_doc import flag, variable
+
+SYSTEM_FLAGS = ("host", "port", "data_dir", "modules")
+SYSTEM_COMMANDS = ("serve", "migrate", "check")
+COMMANDS = {
+    "serve": "run the HTTP server (the command when none is given)",
+    "migrate": "bring every module's schema to its newest revision, then exit",
+    "check": "read every module's database and report the invariants; exit 1 on a violation",
+    "bench": "the load benchmark: closed-loop clients, createOrder to its final answer",
+    "up": "start the distributed topology: each module its own process, one gateway",
+    "down": "stop the distributed topology",
+    "status": "show the distributed topology's processes",
+    "asyncapi": "print the AsyncAPI document generated from the code (or the event map)",
+    "settings": "print the settings a process would start with (or the docs/settings.md table)",
+}
+DESCRIPTION = (
+    "eventcollab: person, billing, orders and notifications collaborating through events. Settings come "
+    "from the environment, a .env file and /run/secrets (docs/settings.md); a flag overrides its variable."
+)
+EPILOG = "python -m app COMMAND --help shows a command's own flags. No command: serve."
+DEFAULT_RUN_DIR = Path(".run")
+log = logging.getLogger("app")
 
 
-def parse(argv: list[str] | None = None) -> tuple[str, Settings, argparse.Namespace]:
-    env = Settings.from_env()
-    p = argparse.ArgumentParser(prog="eventcollab", description=__doc__)
-    p.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate", "check", "bench"])
-    p.add_argument("--host", default=env.host, help="interface to listen on (env HOST)")
-    p.add_argument("--port", type=int, default=env.port, help="port (env PORT, default 8000)")
-    p.add_argument("--data-dir", type=Path, default=env.data_dir, help="SQLite files (env DATA_DIR)")
-    p.add_argument("--modules", default=",".join(env.modules), help="modules to run (env MODULES)")
-    p.add_argument("--json", action="store_true", help="check: print the report as JSON")
-    p.add_argument("--pending-grace", type=float, default=None, help="check: seconds an order may be pending")
-    a = p.parse_args(argv)
-    modules = tuple(m.strip() for m in a.modules.split(",") if m.strip())
-    unknown = set(modules) - set(MODULES)
-    if unknown:
-        p.error(f"unknown modules: {', '.join(sorted(unknown))}; choose from {', '.join(MODULES)}")
-    settings = env.with_(host=a.host, port=a.port, data_dir=a.data_dir, modules=modules)
-    return a.command, settings, a
+class Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every flag's default, except where there is none to show (None, or a switch that is off)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def parser() -> argparse.ArgumentParser:
+    prog = "eventcollab" if Path(sys.argv[0]).name == "eventcollab" else "python -m app"
+    p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EPILOG, formatter_class=Formatter)
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    _system_flags(p.add_argument_group("flags of serve, migrate and check, also taken before the command"))
+    commands = p.add_subparsers(dest="command", title="commands", metavar="command")
+    sub = {
+        name: commands.add_parser(name, help=text, description=text, formatter_class=Formatter)
+        for name, text in COMMANDS.items()
+    }
+    for command in sub.values():
+        command.set_defaults(command_parser=command)  # its usage goes with its errors
+    for name in SYSTEM_COMMANDS:
+        _system_flags(sub[name])
+    sub["check"].add_argument("--json", action="store_true", help="print the report as JSON")
+    sub["check"].add_argument(
+        "--pending-grace",
+        type=_seconds,
+        metavar="S",
+        help="seconds an order may stay pending before it counts as stale (default: ORDER_REPLY_TIMEOUT)",
+    )
+    from app.ops.bench import options
+
+    sub["bench"].description = options.DESCRIPTION
+    options.add_arguments(sub["bench"])
+    from app.ops.topology import DEFAULT_BUS, DEFAULT_DB
+
+    up = sub["up"]
+    up.add_argument("--bus-url", help=f"the broker (default: $BUS_URL, else {DEFAULT_BUS})")
+    up.add_argument(
+        "--database-url", help=f"PostgreSQL for every module (default: $DATABASE_URL, else {DEFAULT_DB})"
+    )
+    up.add_argument("--bus-namespace", help=_env_default("bus_namespace"))
+    up.add_argument("--gateway-port", type=int, help=_env_default("gateway_port"))
+    for name in ("up", "down", "status"):
+        sub[name].add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR, help="pids and logs")
+    sub["asyncapi"].add_argument(
+        "--mermaid", action="store_true", help="print the event map (Markdown + Mermaid)"
+    )
+    sub["settings"].add_argument("--markdown", action="store_true", help="print docs/settings.md instead")
+    return p
+
+
+@dataclass(frozen=True)
+class Invocation:
+    command: str
+    args: argparse.Namespace
+    parser: argparse.ArgumentParser  # the command's own: its usage goes with its errors
+    flags: dict[str, Any]  # the system flags given (host, port, data_dir, modules), before or after
+
+
+def parse(argv: list[str] | None = None) -> Invocation:
+    """What the command line asks for; exits (status 2, with the usage) when it cannot be done."""
+    top = parser()
+    args = top.parse_args(argv)
+    command: str = args.command or "serve"
+    given = {name: getattr(args, name) for name in SYSTEM_FLAGS if hasattr(args, name)}
+    if given and command not in SYSTEM_COMMANDS:
+        top.error(
+            f"{', '.join(map(flag, given))}: a flag of serve, migrate and check, not of {command} "
+            f"(see {top.prog} {command} --help)"
+        )
+    return Invocation(command, args, getattr(args, "command_parser", top), given)
 
 
 def main(argv: list[str] | None = None) -> None:
-    rest = sys.argv[1:] if argv is None else argv
-    if rest[:1] == ["bench"]:  # its flags are its own: python -m app bench --help
-        from app.ops.bench import main as bench
+    run = parse(argv)
+    command, args, p = run.command, run.args, run.parser
+    if command in SYSTEM_COMMANDS:
+        settings = _load(p, **run.flags)
+        from app.observe import logs
 
-        sys.exit(bench(rest[1:]))
-    command, settings, args = parse(argv)
-    from app.observe import logs
+        logs.configure(settings.log_level, settings.log_format)
+        if command == "migrate":
+            asyncio.run(_migrate(settings))
+        elif command == "check":
+            sys.exit(_check(settings, args.pending_grace, as_json=args.json))
+        else:
+            _serve(settings)
+    elif command == "bench":
+        sys.exit(_bench(p, args))
+    elif command in ("up", "down", "status"):
+        _topology(p, command, args)
+    elif command == "asyncapi":
+        from app.ops.asyncapi import mermaid, render
 
-    logs.configure(settings.log_level, settings.log_format)
-    if command == "migrate":
-        asyncio.run(_migrate(settings))
-        return
-    if command == "check":
-        urls = [settings.database_url_for(m) for m in settings.modules]
-        missing = [u for u in urls if u.startswith("sqlite") and not Path(u.split("///", 1)[1]).exists()]
-        if missing:
-            sys.exit(f"no database at {', '.join(missing)}")
-        grace = settings.order_reply_timeout if args.pending_grace is None else args.pending_grace
-        sys.exit(asyncio.run(_check(settings, grace, as_json=args.json)))
+        sys.stdout.write(mermaid() if args.mermaid else render())
+    else:
+        from app.ops.settings_doc import markdown, shown
+
+        sys.stdout.write(markdown(Settings) if args.markdown else shown(_load(p)))
+
+
+def _system_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    # SUPPRESS: a flag not given leaves its setting to the environment (and a flag given before the
+    # command is not overwritten by the command's own default)
+    p.add_argument("--host", default=argparse.SUPPRESS, help=_env_default("host"))
+    p.add_argument("--port", type=int, default=argparse.SUPPRESS, help=_env_default("port"))
+    p.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help=_env_default("data_dir"))
+    p.add_argument("--modules", metavar="A,B", default=argparse.SUPPRESS, help=_env_default("modules"))
+
+
+def _env_default(name: str) -> str:
+    field = Settings.model_fields[name]
+    default = ",".join(field.default) if isinstance(field.default, tuple) else field.default
+    text = str(field.description).replace(f" (`{flag(name)}`)", "").replace("`", "")
+    return f"{text} (default: ${variable(name)}, else {default})"
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text!r}: seconds must be 0 or more")
+    return value
+
+
+def _load(p: argparse.ArgumentParser, **flags: Any) -> Settings:
+    try:
+        return Settings.load(**flags)
+    except SettingsError as exc:
+        _stop(p, str(exc))
+
+
+def _stop(p: argparse.ArgumentParser, message: str) -> NoReturn:
+    p.exit(2, f"{p.prog}: {message}\n")
+
+
+def _version() -> str:
+    try:
+        return metadata.version("eventcollab")
+    except metadata.PackageNotFoundError:
+        return "(not installed: pip install -e .)"
+
+
+def _serve(settings: Settings) -> None:
     import uvicorn
 
     from app.main import create_app
 
-    uvicorn.run(
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:  # said once the socket is bound, not before: the port may be taken
+                host = f"[{settings.host}]" if ":" in settings.host else settings.host
+                log.info("serving on http://%s:%d — flow viewer /, API docs /docs", host, settings.port)
+
+    config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
         log_config=None,  # logging is already set up (app/observe/logs.py): uvicorn's lines go through it
-        access_log=os.environ.get("ACCESS_LOG", "0") == "1",
-        loop="auto",
-        http="auto",
+        access_log=settings.access_log,
     )
+    server = Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        sys.exit(3)  # as uvicorn.run does: it could not start (the port taken, the start-up failed)
 
 
 async def _migrate(settings: Settings) -> None:
@@ -79,7 +225,16 @@ async def _migrate(settings: Settings) -> None:
         print(f"{name}: schema at the newest revision in {settings.database_url_for(name)}")
 
 
-async def _check(settings: Settings, grace: float, *, as_json: bool) -> int:
+def _check(settings: Settings, pending_grace: float | None, *, as_json: bool) -> int | str:
+    urls = [settings.database_url_for(m) for m in settings.modules]
+    missing = [u for u in urls if u.startswith("sqlite") and not Path(u.split("///", 1)[1]).exists()]
+    if missing:
+        return f"no database at {', '.join(missing)}"
+    grace = settings.order_reply_timeout if pending_grace is None else pending_grace
+    return asyncio.run(_report(settings, grace, as_json=as_json))
+
+
+async def _report(settings: Settings, grace: float, *, as_json: bool) -> int:
     from datetime import timedelta
 
     import orjson
@@ -100,6 +255,50 @@ async def _check(settings: Settings, grace: float, *, as_json: bool) -> int:
             await db.stop()
     print(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode() if as_json else report.render())
     return 0 if report.ok else 1
+
+
+def _bench(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from app.ops.bench import options
+
+    cfg = options.config(args, p)
+    try:
+        from app.ops.bench.load import main as bench
+    except ImportError as exc:
+        _stop(p, f"bench needs the bench extra ({exc.name} is missing): pip install -e '.[bench]'")
+    return bench(cfg)
+
+
+def _topology(p: argparse.ArgumentParser, command: str, args: argparse.Namespace) -> None:
+    from app.ops import topology
+
+    if command == "down":
+        print(topology.down(args.run_dir))
+        return
+    if command == "status":
+        print(topology.status(args.run_dir))
+        return
+    settings = _load(
+        p,
+        bus_url=args.bus_url,
+        database_url=args.database_url,
+        bus_namespace=args.bus_namespace,
+        gateway_port=args.gateway_port,
+    )
+    chosen = settings.model_fields_set
+    bus_url = settings.bus_url if "bus_url" in chosen else topology.DEFAULT_BUS
+    if bus_url.startswith("memory:"):
+        _stop(p, "up: the module processes share a broker: --bus-url (BUS_URL) must be nats:// or amqp://")
+    t = topology.Topology(
+        bus_url=bus_url,
+        database_url=settings.database_url or topology.DEFAULT_DB,
+        namespace=settings.bus_namespace,
+        gateway_port=settings.gateway_port,
+        run_dir=args.run_dir,
+        log_level=settings.log_level if "log_level" in chosen else "warning",
+    )
+    if settings.auth_secret is not None:  # an operator's secret wins: tokens survive a down and up
+        t.auth_secret = settings.auth_secret.get_secret_value()
+    topology.up(t)
 
 
 if __name__ == "__main__":

@@ -1,99 +1,351 @@
-"""Settings: read from the environment once (in ``__main__``) and passed down; nothing runs at import."""
+"""Settings: one pydantic-settings model, read once (``Settings.load`` in ``__main__``) and passed down.
+
+``Settings(**values)`` uses only what it is given and the defaults: tests build it directly, and
+nothing reads the environment at import or construction. ``Settings.load()`` reads, highest first:
+its overrides (the command line's flags), the environment, a ``.env`` file in the working directory,
+files in ``/run/secrets`` named after a setting (Docker and Kubernetes secrets: ``auth_secret`` holds
+AUTH_SECRET), then the defaults. A value it cannot take raises :class:`SettingsError`, whose message
+names each variable, what it was given and what it accepts.
+
+What a setting accepts is said once, by its type, its bounds or its field's ``accepts``; the refusal
+message, ``docs/settings.md`` and ``python -m app settings`` put it in words (``app/ops/settings_doc.py``),
+and a unit test fails when ``docs/settings.md`` drifts from this model.
+"""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
+
+from app.ops.settings_doc import explain
 
 MODULES: tuple[str, ...] = ("person", "billing", "orders", "notifications")
+SECRETS_DIR = Path("/run/secrets")
+DATABASE_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
+BUS_SCHEMES = ("memory://", "nats://", "tls://", "amqp://", "amqps://")
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
-    host: str = "127.0.0.1"
-    port: int = 8000
-    data_dir: Path = Path("data")
-    modules: tuple[str, ...] = MODULES
-    bus_url: str = "memory://"
-    # names the broker's streams, exchanges and queues, so several deployments can share a broker
-    bus_namespace: str = "eventcollab"
-    # NATS: seconds before an unacked delivery (its consumer died) is sent again; stream replicas
-    bus_ack_wait: float = 30.0
-    bus_replicas: int = 1
-    # a URL for every module, or None: one SQLite file per module under data_dir
-    database_url: str | None = None
-    module_database_urls: Mapping[str, str] = field(default_factory=dict)
-    order_reply_timeout: float = 5.0
-    bus_max_attempts: int = 5
-    bus_backoff_base: float = 0.05
-    bus_backoff_cap: float = 2.0
-    idempotency_ttl_hours: float = 48.0
-    max_body_bytes: int = 64 * 1024
-    log_level: str = "info"
-    # security (app/edge/auth.py): "on" unless a teaching walk-through says AUTH_MODE=off
-    auth_mode: str = "on"
-    auth_secret: str | None = None  # None: a random one kept in data_dir/auth-secret
-    token_ttl_seconds: int = 3600
-    auth_hash_concurrency: int = 4
-    login_rate_per_login: int = 10  # attempts a minute
-    login_rate_per_address: int = 100
-    log_format: str = "json"  # json | console
-    # the flow viewer's memory: flows kept (oldest dropped first; 0 = off) and hops kept per flow
-    flows_max: int = 1000
-    flows_max_hops: int = 500
-    # seeded faults for tests and demos (app/messaging/chaos.py); empty = off
-    bus_chaos: str = ""
-    crash_at: str = ""
-    # OpenTelemetry traces (app/observe/tracing.py): "" off | console | memory | otlp
-    otel_traces: str = ""
+class SettingsError(ValueError):
+    """Settings the system cannot start with; the message says which, what they got, what they take."""
+
+
+def _accepting(text: str) -> Any:
+    # what a string setting takes, for the docs table and the error message (types say the rest)
+    return {"accepts": text}
+
+
+def _none_if_empty(value: object) -> object:
+    return None if value == "" else value
+
+
+def _database_url(value: str | None) -> str | None:
+    if value is not None and not value.startswith(DATABASE_SCHEMES):
+        raise ValueError(f"must start with {' or '.join(DATABASE_SCHEMES)}")
+    return value
+
+
+DatabaseUrl = Annotated[
+    str | None,
+    BeforeValidator(_none_if_empty),
+    AfterValidator(_database_url),
+    Field(
+        json_schema_extra=_accepting("`sqlite+aiosqlite:///path` or `postgresql+asyncpg://user:pass@host/db`")
+    ),
+]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", env_ignore_empty=True)
+
+    host: str = Field(
+        "127.0.0.1",
+        min_length=1,
+        description="interface to listen on (`--host`)",
+        json_schema_extra=_accepting("a host name or an IP address; `0.0.0.0`: every interface"),
+    )
+    port: Port = Field(8000, description="port to listen on (`--port`)")
+    data_dir: Path = Field(
+        Path("data"),
+        description="where the SQLite files go, `<module>.sqlite3`, and the generated `auth-secret` "
+        "(`--data-dir`)",
+        json_schema_extra=_accepting("a directory path"),
+    )
+    modules: Annotated[tuple[str, ...], NoDecode] = Field(
+        MODULES,
+        min_length=1,
+        description="the modules this process runs (`--modules`)",
+        json_schema_extra=_accepting(f"a comma list of {', '.join(MODULES)}: at least one, none twice"),
+    )
+    bus_url: str = Field(
+        "memory://",
+        description="the bus: in-process, NATS JetStream or RabbitMQ",
+        json_schema_extra=_accepting(
+            "`memory://`, `nats://host:4222` (or `tls://`), `amqp://user:pass@host:5672/` (or `amqps://`)"
+        ),
+    )
+    bus_namespace: str = Field(
+        "eventcollab",
+        pattern=r"^[A-Za-z0-9_-]+$",
+        max_length=64,
+        description="prefix of the broker's streams, exchanges and queues, so several deployments (or "
+        "test runs) can share one broker",
+        json_schema_extra=_accepting("letters, digits, `_` and `-`, at most 64"),
+    )
+    bus_ack_wait: float = Field(
+        30.0, gt=0, description="NATS: seconds before a delivery whose consumer died unacked is sent again"
+    )
+    bus_replicas: int = Field(
+        1, ge=1, le=5, description="NATS: JetStream stream replicas (3 on a 3-node cluster in production)"
+    )
+    database_url: DatabaseUrl = Field(
+        None,
+        description="one SQLAlchemy URL for every module instead of the per-module SQLite files",
+    )
+    person_database_url: DatabaseUrl = Field(
+        None, description="person's own database; wins over `DATABASE_URL`"
+    )
+    billing_database_url: DatabaseUrl = Field(
+        None, description="billing's own database; wins over `DATABASE_URL`"
+    )
+    orders_database_url: DatabaseUrl = Field(
+        None, description="orders' own database; wins over `DATABASE_URL`"
+    )
+    notifications_database_url: DatabaseUrl = Field(
+        None, description="notifications' own database; wins over `DATABASE_URL`"
+    )
+    order_reply_timeout: float = Field(
+        5.0,
+        gt=0,
+        description="seconds createOrder waits for the outcome before answering 202; also the grace "
+        "before a pending order counts as stale in `check` and `/admin/invariants`",
+    )
+    bus_max_attempts: int = Field(
+        5, ge=1, description="deliveries of one event to one group before it is dead-lettered"
+    )
+    bus_backoff_base: float = Field(
+        0.05, gt=0, description="seconds before the first redelivery; doubles with each attempt"
+    )
+    bus_backoff_cap: float = Field(
+        2.0,
+        gt=0,
+        description="longest wait between redeliveries, in seconds",
+        json_schema_extra=_accepting("a number ≥ `BUS_BACKOFF_BASE`"),
+    )
+    idempotency_ttl_hours: float = Field(48.0, gt=0, description="how long an Idempotency-Key is remembered")
+    max_body_bytes: int = Field(64 * 1024, ge=1, description="largest request body; a larger one gets 413")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
+        "info", description="Python logging and uvicorn log level (any case)"
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto",
+        description="`json`: one JSON object a line with the correlation id; `console`: for humans; "
+        "`auto`: console when stderr is a terminal, json otherwise",
+    )
+    access_log: bool = Field(False, description="uvicorn's access log, a line per request")
+    # security (app/edge/auth.py)
+    auth_mode: Literal["on", "off"] = Field(
+        "on",
+        description="`off` trusts every request with no token: teaching walk-throughs only, logged as a "
+        "warning at start-up",
+    )
+    auth_secret: SecretStr | None = Field(
+        None,
+        min_length=32,
+        description="the HS256 key that signs login tokens; unset: a random one kept in "
+        "`<DATA_DIR>/auth-secret`. Processes that accept each other's tokens must share it",
+        json_schema_extra=_accepting("text of 32 characters or more"),
+    )
+    token_ttl_seconds: int = Field(3600, ge=1, description="lifetime of a token from `POST /person/login`")
+    auth_hash_concurrency: int = Field(
+        4,
+        ge=1,
+        description="argon2id hashes (register, login) at once per process, `AUTH_HASH_MEMORY_KIB` each; "
+        "more wait",
+    )
+    # OWASP's argon2id minimum is the default (m=19 MiB, t=2); lower values are for fast tests only
+    auth_hash_time_cost: int = Field(2, ge=1, description="argon2id passes over memory per hash (OWASP: 2)")
+    auth_hash_memory_kib: int = Field(
+        19 * 1024, ge=8, description="argon2id memory per hash in KiB (OWASP: 19456)"
+    )
+    login_rate_per_login: int = Field(10, ge=1, description="login attempts a minute for one login, then 429")
+    login_rate_per_address: int = Field(
+        100, ge=1, description="login attempts a minute from one client address, then 429"
+    )
+    # the flow viewer's memory
+    flows_max: int = Field(
+        1000, ge=0, description="flows the flow viewer keeps, oldest dropped first; `0` turns it off"
+    )
+    flows_max_hops: int = Field(500, ge=1, description="hops kept per flow; more are counted, not stored")
+    # seeded faults for tests and demos (app/messaging/chaos.py)
+    bus_chaos: str = Field(
+        "",
+        description="seeded delivery faults for tests and demos, e.g. "
+        "`seed=42,duplicate=0.1,delay=0-50ms,reorder=0.05,fail=0.05`; empty = off",
+        json_schema_extra=_accepting(
+            "a comma list of `seed=N`, `duplicate=P`, `delay=A-Bms`, `reorder=P`, `fail=P`"
+        ),
+    )
+    crash_at: str = Field(
+        "",
+        description="with probability P per committed batch, exit at once (like `kill -9`) between a "
+        "COMMIT and the hand-off of its events; empty = off",
+        json_schema_extra=_accepting("`after_commit:P`"),
+    )
+    otel_traces: Literal["", "console", "memory", "otlp"] = Field(
+        "", description="OpenTelemetry traces (app/observe/tracing.py); empty = off"
+    )
+    gateway_port: Port = Field(
+        8080,
+        description="the gateway's port: the distributed topology's one base URL (`python -m app up`)",
+    )
+
+    @field_validator("modules", mode="before")
+    @classmethod
+    def _module_list(cls, value: object) -> object:
+        names = tuple(m.strip() for m in value.split(",") if m.strip()) if isinstance(value, str) else value
+        if isinstance(value, str) and not names:
+            raise ValueError("names no module")
+        if not isinstance(names, tuple | list):
+            return names  # pydantic says what is wrong with it
+        unknown = [m for m in names if m not in MODULES]
+        if unknown:
+            raise ValueError(
+                f"no module named {', '.join(map(repr, unknown))}: choose from {', '.join(MODULES)}"
+            )
+        twice = sorted({m for m in names if names.count(m) > 1})
+        if twice:
+            raise ValueError(f"names {', '.join(twice)} more than once")
+        return names
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("auth_secret", mode="before")
+    @classmethod
+    def _unset_if_empty(cls, value: object) -> object:
+        return _none_if_empty(value)
+
+    @field_validator("bus_url")
+    @classmethod
+    def _bus_url(cls, value: str) -> str:
+        if not value.startswith(BUS_SCHEMES):
+            raise ValueError(f"must start with {', '.join(BUS_SCHEMES)}")
+        return value
+
+    @field_validator("bus_backoff_cap")
+    @classmethod
+    def _cap_at_least_base(cls, value: float, info: ValidationInfo) -> float:
+        base = info.data.get("bus_backoff_base")
+        if base is not None and value < base:
+            raise ValueError(f"must be at least BUS_BACKOFF_BASE ({base})")
+        return value
+
+    @field_validator("bus_chaos", "crash_at")
+    @classmethod
+    def _faults(cls, value: str, info: ValidationInfo) -> str:
+        if value:
+            # the grammar lives with the faults it sets up; imported here, so config imports no platform
+            from app.messaging.chaos import Chaos, CrashPoint
+
+            Chaos.parse(value) if info.field_name == "bus_chaos" else CrashPoint(value)
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # only what the caller gives: the environment is read by load(), once, not on every Settings()
+        return (init_settings,)
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        environ: Mapping[str, str] | None = None,
+        env_file: Path | None = Path(".env"),
+        secrets_dir: Path | None = SECRETS_DIR,
+        **flags: Any,
+    ) -> Settings:
+        """The settings of this process: ``flags`` (the command line's, ``--data-dir`` as ``data_dir``;
+        None = not given) over the environment (``environ``, default ``os.environ``) over ``env_file``
+        over ``secrets_dir`` over the defaults. A missing file or directory is skipped. Raises
+        :class:`SettingsError`, naming a flag's value by its flag."""
+        layers: list[PydanticBaseSettingsSource] = []  # lowest first
+        if secrets_dir is not None and secrets_dir.is_dir():
+            layers.append(SecretsSettingsSource(cls, secrets_dir=secrets_dir))
+        if env_file is not None:
+            layers.append(DotEnvSettingsSource(cls, env_file=env_file))
+        layers.append(_Environment(cls, environ))
+        values: dict[str, Any] = {}
+        for layer in layers:
+            # a .env may hold other tools' variables too (docker compose): only settings are taken
+            values.update((k, v) for k, v in layer().items() if k in cls.model_fields)
+        given = {k: v for k, v in flags.items() if v is not None}
+        return cls._validated({**values, **given}, given)
+
+    def with_(self, **changes: Any) -> Settings:
+        """A copy with ``changes``, checked like any other value (``model_copy`` would not check)."""
+        kept = {name: getattr(self, name) for name in self.model_fields_set}
+        return self._validated({**kept, **changes}, {})
 
     def database_url_for(self, module: str) -> str:
-        if module in self.module_database_urls:
-            return self.module_database_urls[module]
+        own: str | None = getattr(self, f"{module}_database_url")
+        if own:
+            return own
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.data_dir / f'{module}.sqlite3'}"
 
-    def with_(self, **changes: object) -> Settings:
-        return replace(self, **changes)  # type: ignore[arg-type]
+    @property
+    def module_database_urls(self) -> dict[str, str]:
+        """The modules that have a database URL of their own (``<MODULE>_DATABASE_URL``)."""
+        return {m: url for m in MODULES if (url := getattr(self, f"{m}_database_url"))}
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        base = cls()
-        modules = tuple(m.strip() for m in env.get("MODULES", ",".join(MODULES)).split(",") if m.strip())
-        return cls(
-            host=env.get("HOST", base.host),
-            port=int(env.get("PORT", base.port)),
-            data_dir=Path(env.get("DATA_DIR", str(base.data_dir))),
-            modules=modules,
-            bus_url=env.get("BUS_URL", base.bus_url),
-            bus_namespace=env.get("BUS_NAMESPACE", base.bus_namespace),
-            bus_ack_wait=float(env.get("BUS_ACK_WAIT", base.bus_ack_wait)),
-            bus_replicas=int(env.get("BUS_REPLICAS", base.bus_replicas)),
-            database_url=env.get("DATABASE_URL") or None,
-            module_database_urls={
-                m: env[f"{m.upper()}_DATABASE_URL"] for m in MODULES if env.get(f"{m.upper()}_DATABASE_URL")
-            },
-            order_reply_timeout=float(env.get("ORDER_REPLY_TIMEOUT", base.order_reply_timeout)),
-            bus_max_attempts=int(env.get("BUS_MAX_ATTEMPTS", base.bus_max_attempts)),
-            bus_backoff_base=float(env.get("BUS_BACKOFF_BASE", base.bus_backoff_base)),
-            bus_backoff_cap=float(env.get("BUS_BACKOFF_CAP", base.bus_backoff_cap)),
-            idempotency_ttl_hours=float(env.get("IDEMPOTENCY_TTL_HOURS", base.idempotency_ttl_hours)),
-            max_body_bytes=int(env.get("MAX_BODY_BYTES", base.max_body_bytes)),
-            log_level=env.get("LOG_LEVEL", base.log_level),
-            auth_mode=env.get("AUTH_MODE", base.auth_mode),
-            auth_secret=env.get("AUTH_SECRET") or None,
-            token_ttl_seconds=int(env.get("TOKEN_TTL_SECONDS", base.token_ttl_seconds)),
-            auth_hash_concurrency=int(env.get("AUTH_HASH_CONCURRENCY", base.auth_hash_concurrency)),
-            login_rate_per_login=int(env.get("LOGIN_RATE_PER_LOGIN", base.login_rate_per_login)),
-            login_rate_per_address=int(env.get("LOGIN_RATE_PER_ADDRESS", base.login_rate_per_address)),
-            log_format=env.get("LOG_FORMAT", base.log_format),
-            flows_max=int(env.get("FLOWS_MAX", base.flows_max)),
-            flows_max_hops=int(env.get("FLOWS_MAX_HOPS", base.flows_max_hops)),
-            bus_chaos=env.get("BUS_CHAOS", ""),
-            crash_at=env.get("CRASH_AT", ""),
-            otel_traces=env.get("OTEL_TRACES", ""),
-        )
+    def _validated(cls, values: dict[str, Any], flags: Mapping[str, Any]) -> Settings:
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise SettingsError(explain(exc, cls.model_fields, flags)) from None
+
+
+class _Environment(EnvSettingsSource):
+    """The process environment, or the mapping a caller passes (tests: no patching of ``os.environ``)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str] | None) -> None:
+        self._given = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        if self._given is None:
+            return super()._load_env_vars()
+        # as pydantic-settings reads os.environ here: names in any case, an empty value unset
+        return {k.lower(): v for k, v in self._given.items() if v != ""}

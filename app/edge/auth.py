@@ -1,7 +1,8 @@
 """Who may see and move whose money.
 
-Passwords are hashed with argon2id (OWASP's m=19 MiB, t=2, p=1) off the event loop, at most
-``AUTH_HASH_CONCURRENCY`` at once: 200 registrations in parallel would otherwise hold ~3.7 GiB.
+Passwords are hashed with argon2id (OWASP's m=19 MiB, t=2, p=1: ``AUTH_HASH_MEMORY_KIB``,
+``AUTH_HASH_TIME_COST``) off the event loop, at most ``AUTH_HASH_CONCURRENCY`` at once: 200
+registrations in parallel would otherwise hold ~3.7 GiB.
 ``POST /person/login`` answers a signed, expiring token (JWT, HS256 only: ``alg=none`` and every other
 algorithm are refused). Every per-user route depends on :data:`CurrentLogin`; a login named in the
 query or body must be the token's (403), another user's order is simply not found (404).
@@ -81,12 +82,18 @@ class Auth:
     def __init__(self, settings: Settings) -> None:
         self.enabled = settings.auth_mode != "off"
         self.ttl = settings.token_ttl_seconds
-        self.secret = settings.auth_secret or _secret_file(settings.data_dir)
+        given = settings.auth_secret
+        self.secret = given.get_secret_value() if given is not None else _secret_file(settings.data_dir)
         if len(self.secret) < 32:
             raise ValueError(
                 "AUTH_SECRET (or the data dir's auth-secret file) must be at least 32 characters"
             )
-        self.hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+        # OWASP's argon2id minimum (m=19 MiB, t=2, p=1) by default; tests may ask for less
+        self.hasher = PasswordHasher(
+            time_cost=settings.auth_hash_time_cost,
+            memory_cost=settings.auth_hash_memory_kib,
+            parallelism=1,
+        )
         self._slots = asyncio.Semaphore(settings.auth_hash_concurrency)
         self.per_login = RateLimit(settings.login_rate_per_login, 60.0)
         self.per_address = RateLimit(settings.login_rate_per_address, 60.0)

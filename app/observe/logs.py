@@ -1,5 +1,6 @@
-"""Structured logs: one JSON object a line (``LOG_FORMAT=console`` for humans), the correlation id on
-every line emitted while a request or an event delivery is being handled.
+"""Structured logs: one JSON object a line (``LOG_FORMAT=console`` for humans; the default ``auto`` is
+console on a terminal, JSON otherwise), the correlation id on every line emitted while a request or
+an event delivery is being handled.
 
 Everything goes through the stdlib ``logging`` root handler with structlog's ``ProcessorFormatter``,
 so our ``logging.getLogger(__name__)`` calls, uvicorn's loggers and ``structlog.get_logger()`` all
@@ -30,7 +31,27 @@ from app.bus import Envelope
 from app.observe.context import correlation_id
 from app.observe.observers import HttpExchange
 
-FORMATS = ("json", "console")
+FORMATS = ("auto", "json", "console")
+# INFO lines libraries write on every start that tell an operator nothing (LOG_LEVEL=debug keeps them):
+# alembic's plugin set-up and per-database context (its "Running upgrade" lines are kept: they say a
+# schema changed), and uvicorn's start-up chatter, which the one "serving on" line replaces
+UVICORN_START = (
+    "Started server process",
+    "Waiting for application startup",
+    "Application startup complete",
+    "Uvicorn running on",
+)
+
+
+class LibraryNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO:
+            return True
+        if record.name.startswith("alembic."):
+            return record.getMessage().startswith("Running ")
+        if record.name == "uvicorn.error":
+            return not record.getMessage().startswith(UVICORN_START)
+        return True
 
 
 def add_correlation_id(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
@@ -42,9 +63,12 @@ def add_correlation_id(_: WrappedLogger, __: str, event_dict: EventDict) -> Even
 
 def configure(level: str = "info", fmt: str = "json", *, stream: TextIO | None = None) -> logging.Handler:
     """Route every log record (stdlib and structlog) to ``stream`` (stderr) as JSON lines or, with
-    ``fmt="console"``, as coloured text. Replaces the root logger's handlers; returns the new one."""
+    ``fmt="console"``, as coloured text; ``"auto"`` is console when ``stream`` is a terminal. Replaces
+    the root logger's handlers; returns the new one."""
     if fmt not in FORMATS:
         raise ValueError(f"LOG_FORMAT must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if fmt == "auto":
+        fmt = "console" if (stream or sys.stderr).isatty() else "json"
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -73,6 +97,8 @@ def configure(level: str = "info", fmt: str = "json", *, stream: TextIO | None =
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )
+    if level.lower() != "debug":
+        handler.addFilter(LibraryNoise())
     root = logging.getLogger()
     for old in root.handlers[:]:
         root.removeHandler(old)

@@ -9,12 +9,10 @@ classes (what it sends) and ``SUBSCRIPTIONS`` (what it receives).
 
 from __future__ import annotations
 
-import argparse
 import functools
 import importlib
 import inspect
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import ModuleType
@@ -230,14 +228,3 @@ def router() -> APIRouter:
         return Response(_rendered(), media_type="application/yaml")
 
     return r
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m app.ops.asyncapi", description=__doc__)
-    p.add_argument("--mermaid", action="store_true", help="print the event map (Markdown + Mermaid)")
-    args = p.parse_args(argv)
-    sys.stdout.write(mermaid() if args.mermaid else render())
-
-
-if __name__ == "__main__":
-    main()

@@ -1,13 +1,12 @@
 """The distributed topology on one machine: every module its own process (two replicas of Order and
 Billing), a shared broker and PostgreSQL, and the gateway as the one base URL.
 
-``python -m app.ops.topology up`` starts it in the background and returns once every process is ready;
-``python -m app.ops.topology down`` stops it; ``status`` shows it. ``make up`` / ``make down`` call these.
+``python -m app up`` starts it in the background and returns once every process is ready;
+``python -m app down`` stops it; ``python -m app status`` shows it. ``make up`` / ``make down`` call these.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -45,6 +44,8 @@ class Topology:
     # every replica; a fresh one per topology, so tokens of an earlier run are not
     auth_secret: str = field(default_factory=lambda: secrets.token_urlsafe(48), repr=False)
     broker: str = ""
+    # the module processes' LOG_LEVEL: quiet unless the operator asks for more
+    log_level: str = "warning"
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
@@ -61,7 +62,7 @@ class Topology:
             "BUS_NAMESPACE": self.namespace,
             "DATABASE_URL": self.database_url,
             "AUTH_SECRET": self.auth_secret,
-            "LOG_LEVEL": os.environ.get("LOG_LEVEL", "warning"),
+            "LOG_LEVEL": self.log_level,
             **self.extra_env,
         }
 
@@ -186,45 +187,36 @@ def ensure_database(url: str) -> None:
     asyncio.run(create())
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m app.ops.topology", description=__doc__)
-    p.add_argument("command", choices=["up", "down", "status"])
-    p.add_argument("--bus-url", default=os.environ.get("BUS_URL", DEFAULT_BUS))
-    p.add_argument("--database-url", default=os.environ.get("DATABASE_URL", DEFAULT_DB))
-    p.add_argument("--namespace", default=os.environ.get("BUS_NAMESPACE", "eventcollab"))
-    p.add_argument("--port", type=int, default=int(os.environ.get("GATEWAY_PORT", "8080")))
-    p.add_argument("--run-dir", type=Path, default=Path(".run"))
-    a = p.parse_args(argv)
-    pidfile = a.run_dir / "pids.json"
-    if a.command == "down":
-        pids = json.loads(pidfile.read_text()) if pidfile.exists() else {}
-        stopped = stop_pids(pids)
-        pidfile.unlink(missing_ok=True)
-        print(f"stopped {len(stopped)} processes" if stopped else "nothing was running")
-        return
-    if a.command == "status":
-        pids = json.loads(pidfile.read_text()) if pidfile.exists() else {}
-        for name, pid in pids.items():
-            print(f"{name:22} pid {pid:<8} {'running' if _alive(pid) else 'gone'}")
-        print("" if pids else "not running")
-        return
+def up(t: Topology) -> None:
+    """Start ``t`` and wait until every process is ready, saying so as it goes; exits with a message
+    when it is already up or a process fails to start (then everything started is stopped)."""
+    pidfile = t.run_dir / "pids.json"
     if pidfile.exists() and any(_alive(pid) for pid in json.loads(pidfile.read_text()).values()):
-        sys.exit("already up: run `make down` first")
-    t = Topology(a.bus_url, a.database_url, a.namespace, a.port, a.run_dir)
-    if os.environ.get("AUTH_SECRET"):  # an operator's secret wins: tokens then survive a `make down; make up`
-        t.auth_secret = os.environ["AUTH_SECRET"]
+        sys.exit("already up: run `python -m app down` (`make down`) first")
     print(f"starting {sum(len(p) for p, _ in LAYOUT.values())} module processes and the gateway")
-    print(f"  bus {a.bus_url}\n  database {a.database_url}")
+    print(f"  bus {t.bus_url}\n  database {t.database_url}")
     t.start()
     try:
         t.wait_ready(progress=True)
     except RuntimeError as exc:
         t.stop()
         sys.exit(f"failed: {exc}")
-    print(f"\nup: {t.base_url}  (logs in {a.run_dir}/, stop with `make down`)")
+    print(f"\nup: {t.base_url}  (logs in {t.run_dir}/, stop with `python -m app down`)")
     for module, (ports, prefix) in LAYOUT.items():
         print(f"  {prefix:9} -> {module:14} replicas on {', '.join(str(t.port(x)) for x in ports)}")
 
 
-if __name__ == "__main__":
-    main()
+def down(run_dir: Path) -> str:
+    """Stop the topology whose pids ``run_dir`` holds; says what it did."""
+    pidfile = run_dir / "pids.json"
+    pids = json.loads(pidfile.read_text()) if pidfile.exists() else {}
+    stopped = stop_pids(pids)
+    pidfile.unlink(missing_ok=True)
+    return f"stopped {len(stopped)} processes" if stopped else "nothing was running"
+
+
+def status(run_dir: Path) -> str:
+    pidfile = run_dir / "pids.json"
+    pids: dict[str, int] = json.loads(pidfile.read_text()) if pidfile.exists() else {}
+    lines = [f"{name:22} pid {pid:<8} {'running' if _alive(pid) else 'gone'}" for name, pid in pids.items()]
+    return "\n".join(lines) if pids else "not running"

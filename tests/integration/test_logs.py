@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -71,6 +72,61 @@ def test_console_format_is_not_json() -> None:
     assert "for humans" in stream.getvalue()
     with pytest.raises(json.JSONDecodeError):
         json.loads(stream.getvalue().splitlines()[0])
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        structlog.reset_defaults()
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_auto_format_is_console_on_a_terminal_and_json_otherwise() -> None:
+    piped = io.StringIO()
+    logs.configure("info", "auto", stream=piped)
+    logging.getLogger("app.test").info("to a pipe")
+    assert json.loads(piped.getvalue())["event"] == "to a pipe"
+
+    leader, follower = os.openpty()
+    with os.fdopen(follower, "w") as terminal:
+        logs.configure("info", "auto", stream=terminal)
+        logging.getLogger("app.test").info("to a terminal")
+        terminal.flush()
+        written = os.read(leader, 4096).decode()
+    os.close(leader)
+    assert "to a terminal" in written
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(written)
+
+
+@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize("level", ["info", "debug"])
+def test_library_start_up_chatter_is_dropped_unless_debugging(level: str) -> None:
+    stream = io.StringIO()
+    logs.configure(level, "json", stream=stream)
+    logging.getLogger("alembic.runtime.plugins").info("setup plugin %s", "alembic.autogenerate.schemas")
+    logging.getLogger("alembic.runtime.migration").info("Context impl SQLiteImpl.")
+    logging.getLogger("alembic.runtime.migration").info("Running upgrade  -> person_0001, initial")
+    logging.getLogger("alembic.runtime.migration").warning("a warning is never dropped")
+    logging.getLogger("uvicorn.error").info("Application startup complete.")
+    logging.getLogger("uvicorn.error").info("Shutting down")
+    events = [line["event"] for line in lines(stream)]
+    kept = ["Running upgrade  -> person_0001, initial", "a warning is never dropped", "Shutting down"]
+    if level == "debug":
+        kept = [
+            "setup plugin alembic.autogenerate.schemas",
+            "Context impl SQLiteImpl.",
+            *kept[:2],
+            "Application startup complete.",
+            kept[2],
+        ]
+    assert events == kept
 
 
 async def test_lines_of_a_request_and_of_the_events_it_caused_carry_its_correlation_id(

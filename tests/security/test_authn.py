@@ -248,4 +248,4 @@ async def test_auth_mode_off_warns_loudly_and_trusts_everyone(
 
 def test_auth_is_on_by_default() -> None:
     assert Settings().auth_mode == "on"
-    assert Settings.from_env({}).auth_mode == "on"
+    assert Settings.load(environ={}, env_file=None, secrets_dir=None).auth_mode == "on"

@@ -59,7 +59,7 @@ def event_classes() -> set[type[Event]]:
 def test_the_committed_asyncapi_yaml_is_what_the_code_generates() -> None:
     committed = (DOCS / "asyncapi.yaml").read_text(encoding="utf-8")
     assert committed == asyncapi.render(), (
-        "docs/asyncapi.yaml is stale: regenerate it with `python -m app.ops.asyncapi > docs/asyncapi.yaml`"
+        "docs/asyncapi.yaml is stale: regenerate it with `python -m app asyncapi > docs/asyncapi.yaml`"
     )
 
 
@@ -67,7 +67,7 @@ def test_the_committed_event_map_is_what_the_code_generates() -> None:
     committed = (DOCS / "event-map.md").read_text(encoding="utf-8")
     assert committed == asyncapi.mermaid(), (
         "docs/event-map.md is stale: regenerate it with "
-        "`python -m app.ops.asyncapi --mermaid > docs/event-map.md`"
+        "`python -m app asyncapi --mermaid > docs/event-map.md`"
     )
 
 

@@ -27,9 +27,10 @@ from app.messaging.inbox import ModuleHandler, consume
 from app.messaging.outbox import Relay
 from app.observe.observers import ObservedBus, Observers
 from app.orders.replies import Replies
-from app.storage.database import Database, UnitOfWork
+from app.storage.database import Database
 from app.storage.idempotency import prune
 from app.storage.migrate import migrate
+from app.storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from pydantic import PositiveInt
 from app.billing import service
 from app.bus import Consumed, Envelope
 from app.messaging.inbox import ModuleHandler
-from app.storage.database import UnitOfWork
+from app.storage.uow import UnitOfWork
 
 
 class PersonRegistered(Consumed):

@@ -9,9 +9,9 @@ from app.bus import new_id
 from app.money import to_text
 from app.problems import Conflict, NotFound
 from app.storage import idempotency
-from app.storage.database import UnitOfWork
 from app.storage.sql import Reader, Sql
 from app.storage.types import UtcDateTime
+from app.storage.uow import UnitOfWork
 
 # a ceiling far above any real balance that keeps every sum inside a signed 64-bit column
 MAX_BALANCE = 10**15

@@ -22,9 +22,10 @@ from sqlalchemy import (
 )
 
 from app.bus import Envelope, new_id, utcnow
-from app.storage.database import Database, UnitOfWork
+from app.storage.database import Database
 from app.storage.sql import Sql
 from app.storage.types import UtcDateTime
+from app.storage.uow import UnitOfWork
 
 
 def deadletter_table(metadata: MetaData, module: str) -> Table:

@@ -7,9 +7,10 @@ from collections.abc import Callable
 from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table
 
 from app.bus import Envelope, Handler
-from app.storage.database import Database, UnitOfWork
+from app.storage.database import Database
 from app.storage.sql import Sql
 from app.storage.types import UtcDateTime
+from app.storage.uow import UnitOfWork
 
 # a module's handler: ``(uow, event)``, then any dependencies it names (``app.system.bind`` gives them)
 ModuleHandler = Callable[..., None]

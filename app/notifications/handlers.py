@@ -3,7 +3,7 @@ from __future__ import annotations
 from app.bus import Consumed, Envelope
 from app.messaging.inbox import ModuleHandler
 from app.notifications import service
-from app.storage.database import UnitOfWork
+from app.storage.uow import UnitOfWork
 
 
 class NotificationRequested(Consumed):

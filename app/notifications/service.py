@@ -5,8 +5,8 @@ from sqlalchemy import bindparam, select
 from app.bus import new_id
 from app.notifications.models import notices
 from app.notifications.schemas import Message
-from app.storage.database import UnitOfWork
 from app.storage.sql import Reader, Sql
+from app.storage.uow import UnitOfWork
 
 # statements are built once and run on the driver (app/storage/sql.py for the measured why)
 # event_id is unique: a notice is stored once per event whatever the deliveries

@@ -7,7 +7,7 @@ from app.messaging.inbox import ModuleHandler
 from app.orders import service
 from app.orders.replies import Replies
 from app.orders.schemas import OrderOut
-from app.storage.database import UnitOfWork
+from app.storage.uow import UnitOfWork
 
 
 class PaymentSucceeded(Consumed):

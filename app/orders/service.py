@@ -9,9 +9,9 @@ from app.orders.models import messaging, orders
 from app.orders.schemas import CreateOrder, OrderOut
 from app.problems import BadRequest, NotFound
 from app.storage import idempotency
-from app.storage.database import UnitOfWork
 from app.storage.sql import Reader, Sql
 from app.storage.types import UtcDateTime
+from app.storage.uow import UnitOfWork
 
 # statements are built once and run on the driver (app/storage/sql.py for the measured why)
 PLACE = Sql.insert(orders)

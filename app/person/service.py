@@ -7,8 +7,8 @@ from app.person.events import PersonRegistered
 from app.person.models import Person
 from app.person.schemas import Register
 from app.problems import Conflict, NotFound
-from app.storage.database import UnitOfWork
 from app.storage.sql import Reader, Sql
+from app.storage.uow import UnitOfWork
 
 persons = Person.__table__  # type: ignore[attr-defined]
 

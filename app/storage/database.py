@@ -26,7 +26,7 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -37,69 +37,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.util import greenlet_spawn
 
-from app.bus import Envelope, Event, new_id, utcnow
+from app.bus import Envelope, utcnow
 from app.observe.context import correlation_id, traceparent
 from app.storage.drivers import PgCursor, SqliteCursor, open_sqlite, sqlite_path
-from app.storage.sql import Params, Reader, Row, Sql, Writer
+from app.storage.sql import Reader, Sql, Writer
+from app.storage.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-@dataclass(slots=True)
-class UnitOfWork:
-    """One atomic change to a module's database, with the events it causes. Services execute their
-    statements on it (``run``, ``first``, ``all``, ``many``) and emit events; they never commit."""
-
-    source: str
-    cursor: Writer
-    # the transaction's time (PostgreSQL's now()): one per batch, which every timestamp the unit writes
-    # shares (and the SQLite text of which is formatted once)
-    now: datetime
-    cause: Envelope | None = None
-    correlation: str = ""
-    traceparent: str = ""
-    events: list[Envelope] = field(default_factory=list)
-    _after_commit: list[Callable[[], None]] = field(default_factory=list)
-
-    def run(self, sql: Sql, params: Params | None = None) -> int:
-        """Execute; the number of rows it changed (an ``insert(..., ignore=True)`` that found the key
-        taken changes none)."""
-        return self.cursor.run(sql, params)
-
-    def first(self, sql: Sql, params: Params | None = None) -> Row | None:
-        return self.cursor.first(sql, params)
-
-    def all(self, sql: Sql, params: Params | None = None) -> list[Row]:
-        return self.cursor.all(sql, params)
-
-    def many(self, sql: Sql, params: Sequence[Params]) -> None:
-        self.cursor.many(sql, params)
-
-    def emit(self, payload: Event, *, subject: str = "") -> Envelope:
-        """Record an event to publish; it goes to this module's outbox in this same transaction."""
-        if self.cause is not None:
-            correlation, causation = self.cause.correlationid or self.cause.id, self.cause.id
-        else:
-            correlation = self.correlation or new_id()
-            causation = correlation
-        envelope = Envelope(
-            type=payload.TYPE,
-            source=self.source,
-            data=payload.model_dump(mode="json"),
-            subject=subject,
-            correlationid=correlation,
-            causationid=causation,
-            traceparent=self.traceparent,
-        )
-        self.events.append(envelope)
-        return envelope
-
-    def after_commit(self, callback: Callable[[], None]) -> None:
-        """Run ``callback`` on the event loop once this unit has committed (never on rollback)."""
-        self._after_commit.append(callback)
 
 
 @dataclass(slots=True)

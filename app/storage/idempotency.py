@@ -14,9 +14,10 @@ from sqlalchemy import Column, LargeBinary, MetaData, String, Table, bindparam, 
 
 from app.bus import utcnow
 from app.problems import BadRequest, Problem
-from app.storage.database import Database, UnitOfWork
+from app.storage.database import Database
 from app.storage.sql import Sql
 from app.storage.types import UtcDateTime
+from app.storage.uow import UnitOfWork
 
 MAX_KEY = 255
 

@@ -15,7 +15,8 @@ from app.billing import service
 from app.billing.models import accounts, operations, payments
 from app.billing.schemas import OperationBody
 from app.bus import Envelope
-from app.storage.database import Database, UnitOfWork
+from app.storage.database import Database
+from app.storage.uow import UnitOfWork
 
 T = TypeVar("T")
 OUTBOX = billing.messaging.outbox

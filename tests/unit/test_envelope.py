@@ -13,7 +13,8 @@ from sqlalchemy import MetaData
 from app.bus import Envelope, Event
 from app.messaging.outbox import outbox_table
 from app.observe.context import correlation_id, traceparent
-from app.storage.database import Database, UnitOfWork
+from app.storage.database import Database
+from app.storage.uow import UnitOfWork
 
 
 class Pinged(Event):

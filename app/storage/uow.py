@@ -1,0 +1,64 @@
+"""The unit of work: what a service or handler changes a module's database through."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from app.bus import Envelope, Event, new_id
+from app.storage.sql import Params, Row, Sql, Writer
+
+
+@dataclass(slots=True)
+class UnitOfWork:
+    """One atomic change to a module's database, with the events it causes. Services execute their
+    statements on it (``run``, ``first``, ``all``, ``many``) and emit events; they never commit."""
+
+    source: str
+    cursor: Writer
+    # the transaction's time (PostgreSQL's now()): one per batch, which every timestamp the unit writes
+    # shares (and the SQLite text of which is formatted once)
+    now: datetime
+    cause: Envelope | None = None
+    correlation: str = ""
+    traceparent: str = ""
+    events: list[Envelope] = field(default_factory=list)
+    _after_commit: list[Callable[[], None]] = field(default_factory=list)
+
+    def run(self, sql: Sql, params: Params | None = None) -> int:
+        """Execute; the number of rows it changed (an ``insert(..., ignore=True)`` that found the key
+        taken changes none)."""
+        return self.cursor.run(sql, params)
+
+    def first(self, sql: Sql, params: Params | None = None) -> Row | None:
+        return self.cursor.first(sql, params)
+
+    def all(self, sql: Sql, params: Params | None = None) -> list[Row]:
+        return self.cursor.all(sql, params)
+
+    def many(self, sql: Sql, params: Sequence[Params]) -> None:
+        self.cursor.many(sql, params)
+
+    def emit(self, payload: Event, *, subject: str = "") -> Envelope:
+        """Record an event to publish; it goes to this module's outbox in this same transaction."""
+        if self.cause is not None:
+            correlation, causation = self.cause.correlationid or self.cause.id, self.cause.id
+        else:
+            correlation = self.correlation or new_id()
+            causation = correlation
+        envelope = Envelope(
+            type=payload.TYPE,
+            source=self.source,
+            data=payload.model_dump(mode="json"),
+            subject=subject,
+            correlationid=correlation,
+            causationid=causation,
+            traceparent=self.traceparent,
+        )
+        self.events.append(envelope)
+        return envelope
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` on the event loop once this unit has committed (never on rollback)."""
+        self._after_commit.append(callback)

@@ -24,7 +24,7 @@ import orjson
 
 from app.ops.bench.options import HARD_CAP_SECONDS, Config
 from app.ops.bench.report import invariant_summary, plot, summary, table, write_markdown
-from app.ops.bench.server import READY_TIMEOUT, BenchError, OwnServer, load_average
+from app.ops.bench.server import READY_TIMEOUT, BenchError, OwnServer, cpu_seconds, load_average
 from app.ops.bench.stats import Stats
 
 DEPOSIT = 100_000_000  # per account; affordable orders cost 1, so no capped run can spend it
@@ -46,6 +46,7 @@ async def run(cfg: Config) -> tuple[dict[str, Any], dict[str, Any]]:
     own = OwnServer(data_dir, cfg.clients) if data_dir else None
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
     bare, orders = Stats(), Stats()
+    reads = {name: Stats() for name in READS}
     settle: dict[str, Any] = {}
     connector = aiohttp.TCPConnector(limit=cfg.clients)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -55,10 +56,15 @@ async def run(cfg: Config) -> tuple[dict[str, Any], dict[str, Any]]:
                 await own.start(session)
                 sampler = asyncio.create_task(own.sample_rss())
             base = own.base_url if own else str(cfg.base_url)
-            cpu = own.cpu_seconds if own else lambda: None
+            pid = own.pid if own else cfg.server_pid
+            cpu = (lambda: cpu_seconds(pid)) if pid is not None else (lambda: None)
             users = await _prepare(session, base, cfg.clients)
             count = cfg.orders if cfg.orders is not None else None
             await _phase("bare", cfg, count, cfg.bare_duration, bare, cpu, _bare_step(session, base, bare))
+            if cfg.read_duration:
+                for name, path in READS.items():
+                    step = _read_step(session, base + path, users, reads[name])
+                    await _phase(name, cfg, None, cfg.read_duration, reads[name], cpu, step)
             step = _order_step(session, base, users, cfg.unaffordable, orders)
             await _phase("orders", cfg, count, cfg.duration, orders, cpu, step)
             settle = await _drain(session, base)
@@ -76,7 +82,7 @@ async def run(cfg: Config) -> tuple[dict[str, Any], dict[str, Any]]:
         else:
             shutil.rmtree(data_dir, ignore_errors=True)
     settle["load_average"] = {"before": load_before, "after": load_average()}
-    result = summary(cfg, bare, orders, settle, own)
+    result = summary(cfg, bare, orders, settle, own, reads if cfg.read_duration else {})
     return result, {"createOrder": orders.hist, "GET /health/live": bare.hist}
 
 
@@ -187,11 +193,11 @@ async def _phase(
             await ticker
     stats.elapsed = time.monotonic() - start
     server1 = server_cpu()
+    server_s = None if server0 is None or server1 is None else server1 - server0
     stats.cpu = {
         "client_pct": 100 * (time.process_time() - cpu0) / stats.elapsed,
-        "server_pct": None
-        if server0 is None or server1 is None
-        else 100 * (server1 - server0) / stats.elapsed,
+        "server_pct": None if server_s is None else 100 * server_s / stats.elapsed,
+        "server_s": server_s,
     }
     _progress_line(label, stats, start, stats.done / stats.elapsed, final=True)
 
@@ -225,6 +231,29 @@ def _bare_step(session: aiohttp.ClientSession, base: str, stats: Stats) -> Step:
         t0 = time.perf_counter_ns()
         try:
             async with session.get(url) as r:
+                await r.read()
+                status = r.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            stats.errors[type(exc).__name__] += 1
+            return
+        if status != 200:
+            stats.errors[str(status)] += 1
+            return
+        stats.record(t0)
+
+    return step
+
+
+# the reads timed beside createOrder: each client reads its own login's
+READS = {"balance": "/account/", "notices": "/notice/notices/"}
+
+
+def _read_step(session: aiohttp.ClientSession, url: str, users: list[User], stats: Stats) -> Step:
+    async def step(client: int, i: int) -> None:
+        user = users[client]
+        t0 = time.perf_counter_ns()
+        try:
+            async with session.get(url, params={"login": user.login}, headers=user.headers) as r:
                 await r.read()
                 status = r.status
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -362,4 +391,7 @@ def main(cfg: Config) -> int:
         plot(result, hists, cfg.plot_path)
     if cfg.markdown_path is not None:
         write_markdown(result, cfg.markdown_path, cfg.plot_path)
-    return 0 if result["invariants_ok"] and not result["errors"] and not result["bare"]["errors"] else 1
+    errors = (
+        result["errors"] or result["bare"]["errors"] or any(r["errors"] for r in result["reads"].values())
+    )
+    return 0 if result["invariants_ok"] and not errors else 1

@@ -24,7 +24,9 @@ DESCRIPTION = (
     "capacity the order flow keeps. Without --base-url it starts its own python -m app on a free port "
     "with a fresh data directory and stops it at the end. Each client is its own user, registered with "
     "a password and logged in before the clock starts; every request after that carries its Bearer "
-    "token. At the end the invariants are checked."
+    "token. Between the two, the same clients read their balance and their notices (each read for "
+    "--read-duration). The server's CPU seconds per order are read from /proc. At the end the "
+    "invariants are checked."
 )
 
 
@@ -40,6 +42,8 @@ class Config:
     markdown_path: Path | None
     plot_path: Path | None
     keep_data: bool
+    read_duration: float = 5.0
+    server_pid: int | None = None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -52,6 +56,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     mode.add_argument("--orders", type=int, help="number of orders instead of a duration")
     p.add_argument("--unaffordable", type=float, default=0.1, help="share of orders priced over the balance")
     p.add_argument("--bare-duration", type=float, default=5.0, help="seconds of GET /health/live")
+    p.add_argument(
+        "--read-duration",
+        type=float,
+        default=5.0,
+        help="seconds of each read (GET /account/, GET /notice/notices/) before the orders; 0: none",
+    )
+    p.add_argument(
+        "--server-pid",
+        type=int,
+        help="with --base-url: the server's pid, whose CPU seconds per order are read from /proc",
+    )
     p.add_argument("--json", type=Path, dest="json_path", help="write the figures as a JSON object here")
     p.add_argument("--markdown", type=Path, help="write a benchmark report (markdown) here")
     p.add_argument("--plot", type=Path, help="write the latency histogram (PNG) here")
@@ -70,6 +85,10 @@ def config(a: argparse.Namespace, p: argparse.ArgumentParser) -> Config:
     for name, seconds in (("--duration", duration), ("--bare-duration", a.bare_duration)):
         if seconds is not None and not 0 < seconds <= HARD_CAP_SECONDS:
             p.error(f"{name} must be more than 0 and at most {HARD_CAP_SECONDS:.0f}")
+    if not 0 <= a.read_duration <= HARD_CAP_SECONDS:
+        p.error(f"--read-duration must be between 0 and {HARD_CAP_SECONDS:.0f}")
+    if a.server_pid is not None and a.base_url is None:
+        p.error("--server-pid is for a server of --base-url (the bench knows its own server's pid)")
     if not 0 <= a.unaffordable <= 1:
         p.error("--unaffordable must be between 0 and 1")
     if a.base_url is not None:
@@ -89,4 +108,6 @@ def config(a: argparse.Namespace, p: argparse.ArgumentParser) -> Config:
         markdown_path=a.markdown,
         plot_path=a.plot,
         keep_data=a.keep_data,
+        read_duration=a.read_duration,
+        server_pid=a.server_pid,
     )

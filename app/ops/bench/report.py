@@ -32,6 +32,9 @@ TARGETS = (
     Target("createOrder throughput", "orders_per_s", True, 2000, "orders/s"),
     Target("createOrder p99 latency", "p99_ms", False, 50, "ms"),
     Target("createOrder ÷ bare GET /health/live", "ratio_to_bare", True, 0.2, "×"),
+    Target("server CPU per order", "cpu_ms_per_order", False, 0.5, "ms"),
+    Target("GET /account/ ÷ bare", "reads.balance.ratio_to_bare", True, 0.5, "×"),
+    Target("GET /notice/notices/ ÷ bare", "reads.notices.ratio_to_bare", True, 0.5, "×"),
     Target("server RSS (max)", "rss_mib_max", False, 150, "MiB"),
 )
 
@@ -42,15 +45,19 @@ def table(s: Mapping[str, Any]) -> str:
         ("createOrder", s["orders"], s["orders_per_s"], s["p50_ms"], s["p95_ms"], s["p99_ms"], s["max_ms"]),
         ("GET /health/live", bare["requests"], s["bare_req_per_s"], *_lat(bare)),
     ]
+    for name, r in s["reads"].items():
+        rows.append((READ_PATHS[name], r["requests"], r["per_s"], *_lat(r)))
     out = [
         f"eventcollab bench: {s['clients']} clients, {_span(s)}, {s['unaffordable']:.0%} unaffordable, "
         f"{'own server' if s['own_server'] else s['base_url']}, commit {s['commit']}",
-        f"{'':<18}{'answers':>10}{'per s':>10}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}{'max ms':>10}",
+        f"{'':<22}{'answers':>10}{'per s':>10}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}{'max ms':>10}",
     ]
     for name, n, rate, *lat in rows:
-        out.append(f"{name:<18}{n:>10}{rate:>10.1f}" + "".join(f"{v:>10.2f}" for v in lat))
+        out.append(f"{name:<22}{n:>10}{rate:>10.1f}" + "".join(f"{v:>10.2f}" for v in lat))
     out += [
-        f"ratio createOrder ÷ bare: {s['ratio_to_bare']:.3f}",
+        f"ratio createOrder ÷ bare: {s['ratio_to_bare']:.3f}"
+        + "".join(f"; {READ_PATHS[n]} ÷ bare: {r['ratio_to_bare']:.3f}" for n, r in s["reads"].items()),
+        f"server CPU per order: {_ms(s['cpu_ms_per_order'])}",
         f"outcomes: paid {s['paid']}, rejected {s['rejected']}, of them first answered 202: "
         f"{s['answered_202']}; sent {s['orders_sent']}",
         f"errors: {_errors(s['errors'])}; bare errors: {_errors(bare['errors'])}",
@@ -115,7 +122,20 @@ def write_markdown(s: Mapping[str, Any], path: Path, plot_path: Path | None) -> 
         f"| `GET /health/live` | {bare['requests']} | {s['bare_req_per_s']:.1f} | "
         + " | ".join(f"{v:.2f}" for v in _lat(bare))
         + " |",
+        *(
+            f"| `{READ_PATHS[n]}` | {r['requests']} | {r['per_s']:.1f} | "
+            + " | ".join(f"{v:.2f}" for v in _lat(r))
+            + " |"
+            for n, r in s["reads"].items()
+        ),
         "",
+        f"- server CPU per order (its CPU seconds in the order phase, from /proc, over the orders"
+        f" answered): **{_ms(s['cpu_ms_per_order'])}**",
+        *(
+            f"- {READ_PATHS[n]} ÷ bare: **{r['ratio_to_bare']:.3f}** (each client its own login's, before"
+            " the orders)"
+            for n, r in s["reads"].items()
+        ),
         f"- createOrder ÷ bare: **{s['ratio_to_bare']:.3f}**",
         f"- createOrder answers per whole second: {_spread(s['per_second'])}",
         f"- outcomes: {s['paid']} paid, {s['rejected']} rejected; {s['answered_202']} first answered 202"
@@ -234,14 +254,29 @@ def _load(s: Mapping[str, Any], when: str) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
+def _value(s: Mapping[str, Any], key: str) -> Any:
+    """``s[key]``, with dots walking into nested objects ("reads.balance.ratio_to_bare")."""
+    value: Any = s
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
+
+
 def _target_row(t: Target, s: Mapping[str, Any]) -> str:
-    value = s.get(t.key)
+    value = _value(s, t.key)
     goal = f"{'≥' if t.at_least else '≤'} {t.bound:g} {t.unit}"
     if value is None:
         return f"| {t.name} | {goal} | not measured | — |"
     met = value >= t.bound if t.at_least else value <= t.bound
-    shown = f"{value:.3f}" if t.unit == "×" else f"{value:.1f}"
+    shown = f"{value:.3f}" if t.unit in ("×", "ms") and value < 10 else f"{value:.1f}"
     return f"| {t.name} | {goal} | {shown} {t.unit} | {'yes' if met else '**no**'} |"
+
+
+READ_PATHS = {"balance": "GET /account/", "notices": "GET /notice/notices/"}
+
+
+def _ms(value: float | None) -> str:
+    return "n/a (no server pid)" if value is None else f"{value:.3f} ms"
 
 
 def _lat(part: Mapping[str, Any]) -> tuple[float, float, float, float]:
@@ -285,10 +320,33 @@ def invariant_summary(report: dict[str, Any], source: str) -> dict[str, Any]:
 
 
 def summary(
-    cfg: Config, bare: Stats, orders: Stats, settle: dict[str, Any], own: OwnServer | None
+    cfg: Config,
+    bare: Stats,
+    orders: Stats,
+    settle: dict[str, Any],
+    own: OwnServer | None,
+    reads: Mapping[str, Stats],
 ) -> dict[str, Any]:
     invariants = settle.get("invariants", {"ok": False, "violations": ["not checked"]})
+    server_cpu = orders.cpu.get("server_s")
     return {
+        # the server's CPU seconds in the order phase over the orders answered in it
+        "cpu_ms_per_order": 1000 * server_cpu / orders.done
+        if server_cpu is not None and orders.done
+        else None,
+        "reads": {
+            name: {
+                "requests": r.done,
+                "per_s": r.rate,
+                "p50_ms": r.ms(50),
+                "p95_ms": r.ms(95),
+                "p99_ms": r.ms(99),
+                "max_ms": float(r.hist.get_max_value()) / 1000 if r.done else 0.0,
+                "ratio_to_bare": r.rate / bare.rate if bare.rate else 0.0,
+                "errors": dict(r.errors),
+            }
+            for name, r in reads.items()
+        },
         "orders_per_s": orders.rate,
         "p50_ms": orders.ms(50),
         "p95_ms": orders.ms(95),

@@ -73,8 +73,9 @@ class OwnServer:
             self.rss_max_kib = max(self.rss_max_kib, rss_kib(self.proc.pid))
             await asyncio.sleep(0.2)
 
-    def cpu_seconds(self) -> float | None:
-        return cpu_seconds(self.proc.pid) if self.proc is not None else None
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
 
     async def stop(self) -> int | None:
         if self.proc is None or self.proc.returncode is not None:

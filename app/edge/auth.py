@@ -14,9 +14,11 @@ start-up log says so loudly.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 import secrets
+import sys
 import time
 from collections import deque
 from pathlib import Path
@@ -78,6 +80,22 @@ class RateLimit:
             del self._hits[key]
 
 
+def _unmap_large_blocks() -> None:
+    """Have glibc map argon2's 19 MiB work areas and unmap them when freed. By default it raises its
+    mmap threshold after the first such free and keeps later ones in the heap for good (measured:
+    64 sign-ups left the server at 195 MiB RSS; with a fixed 1 MiB threshold, 101 MiB)."""
+    if sys.platform != "linux":
+        return
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(M_MMAP_THRESHOLD, 1 << 20)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to tune
+
+
+M_MMAP_THRESHOLD = -3  # glibc's <malloc.h>
+
+
 class Auth:
     def __init__(self, settings: Settings) -> None:
         self.enabled = settings.auth_mode != "off"
@@ -89,6 +107,7 @@ class Auth:
                 "AUTH_SECRET (or the data dir's auth-secret file) must be at least 32 characters"
             )
         # OWASP's argon2id minimum (m=19 MiB, t=2, p=1) by default; tests may ask for less
+        _unmap_large_blocks()
         self.hasher = PasswordHasher(
             time_cost=settings.auth_hash_time_cost,
             memory_cost=settings.auth_hash_memory_kib,

@@ -10,16 +10,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from app.bus import Bus, DeadLetterSink, Envelope, Handler
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class HttpExchange:
+class HttpExchange(NamedTuple):
+    """One HTTP request and its answer, reported by the edge when the answer is sent."""
+
     method: str
     path: str
     status: int

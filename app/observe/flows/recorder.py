@@ -14,7 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import count
-from typing import Any
+from typing import Any, NamedTuple
 
 from app.bus import Envelope
 from app.config import Settings
@@ -60,8 +60,10 @@ UNRECORDED = (
 SUBSCRIBER_QUEUE = 512
 
 
-@dataclass(frozen=True, slots=True)
-class Hop:
+class Hop(NamedTuple):
+    """One hop of a flow (a named tuple: one is made per hop on the hot path, 3x cheaper than a
+    frozen dataclass)."""
+
     seq: int
     at: float  # time.time()
     kind: str  # request | reply | published | delivered | redelivered | acked | failed | dead_lettered
@@ -249,7 +251,7 @@ class FlowRecorder:
             event_id=event.id,
             subject=event.subject,
             attempt=event.attempt,
-            error=error[:300],
+            error=error[:300] if error else "",
             duration=None if duration is None else round(duration, 6),
         )
         self._add(flow, hop)
@@ -267,6 +269,8 @@ class FlowRecorder:
             flow.dropped += 1
             return
         flow.hops.append(hop)
+        if not self.subscribers:
+            return  # the usual case: nobody watching live, nothing more to do
         for sub in tuple(self.subscribers):
             if sub.correlation_id not in (None, hop.correlation_id):
                 continue

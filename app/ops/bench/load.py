@@ -66,6 +66,8 @@ async def run(cfg: Config) -> tuple[dict[str, Any], dict[str, Any]]:
                     step = _read_step(session, base + path, users, reads[name])
                     await _phase(name, cfg, None, cfg.read_duration, reads[name], cpu, step)
             step = _order_step(session, base, users, cfg.unaffordable, orders)
+            if own is not None:
+                own.orders_begin()
             await _phase("orders", cfg, count, cfg.duration, orders, cpu, step)
             settle = await _drain(session, base)
             if own is None:

@@ -33,6 +33,9 @@ class OwnServer:
         self.port = free_port()
         self.proc: asyncio.subprocess.Process | None = None
         self.rss_max_kib = 0
+        # the largest RSS since the order phase began (set up includes 2 argon2 hashes per user, each
+        # a 19 MiB work area while it runs)
+        self.rss_orders_max_kib: int | None = None
         self.log_path = data_dir / "server.log"
 
     @property
@@ -70,8 +73,14 @@ class OwnServer:
 
     async def sample_rss(self) -> None:
         while self.proc is not None and self.proc.returncode is None:
-            self.rss_max_kib = max(self.rss_max_kib, rss_kib(self.proc.pid))
+            rss = rss_kib(self.proc.pid)
+            self.rss_max_kib = max(self.rss_max_kib, rss)
+            if self.rss_orders_max_kib is not None:
+                self.rss_orders_max_kib = max(self.rss_orders_max_kib, rss)
             await asyncio.sleep(0.2)
+
+    def orders_begin(self) -> None:
+        self.rss_orders_max_kib = rss_kib(self.proc.pid) if self.proc is not None else 0
 
     @property
     def pid(self) -> int | None:

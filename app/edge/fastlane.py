@@ -96,6 +96,8 @@ class FastLane:
 
     def __init__(self, app: ASGIApp, routes: Mapping[tuple[str, str], tuple[FastRoute, BaseRoute]]) -> None:
         self.app, self.routes = app, dict(routes)
+        # requests of a fast route answered in the lane, and handed on to FastAPI
+        self.answered = self.handed_on = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         fast = None
@@ -122,8 +124,10 @@ class FastLane:
                 extra=exc.extra,
             )
         if response is None:
+            self.handed_on += 1
             await self.app(scope, _replay(body, receive), send)
             return
+        self.answered += 1
         scope["route"] = api_route  # the template metrics and flows label the exchange with
         await response(scope, receive, send)
 

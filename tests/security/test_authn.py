@@ -17,6 +17,7 @@ import jwt
 import pytest
 
 from app.config import Settings
+from app.edge.auth import Auth, Unauthorized
 from app.main import create_app
 from tests.conftest import new_login
 from tests.support.asgi import running
@@ -249,3 +250,18 @@ async def test_auth_mode_off_warns_loudly_and_trusts_everyone(
 def test_auth_is_on_by_default() -> None:
     assert Settings().auth_mode == "on"
     assert Settings.load(environ={}, env_file=None, secrets_dir=None).auth_mode == "on"
+
+
+def test_a_remembered_token_still_expires_and_a_forged_one_is_never_taken_for_it(tmp_path: Path) -> None:
+    auth = Auth(Settings(data_dir=tmp_path))
+    now = int(time.time())
+    short = jwt.encode({"sub": "ann", "iat": now, "exp": now + 2}, auth.secret, algorithm="HS256")
+    assert auth.login_of(short) == "ann"  # verified once, then remembered
+    forged = short[:-2] + ("AA" if not short.endswith("AA") else "BB")
+    with pytest.raises(Unauthorized, match="not valid"):
+        auth.login_of(forged)
+    # the clock moves past its expiry: the remembered token is refused like any expired one
+    auth._verified[short] = ("ann", time.time() - 1)
+    with pytest.raises(Unauthorized, match="expired"):
+        auth.login_of(short)
+    assert short not in auth._verified

@@ -5,8 +5,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.seed import walk_seed_scenario
 from tests.support.auth import log_in
+from tests.support.seed import walk_seed_scenario
 from tests.support.server import Server
 
 pytestmark = pytest.mark.slow

@@ -9,10 +9,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.bus import Envelope
 from app.config import Settings
 from app.main import create_app
-from tests.e2e.seed import walk_seed_scenario
 from tests.support.asgi import running
 from tests.support.auth import sign_up
 from tests.support.poll import until
+from tests.support.seed import walk_seed_scenario
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

@@ -21,10 +21,10 @@ from app.messaging.outbox import Relay
 from app.storage.database import Database
 from app.storage.migrate import migrate
 from app.storage.sql import Sql
-from tests.e2e.seed import walk_seed_scenario
 from tests.support.auth import sign_up
 from tests.support.pg import fresh_database
 from tests.support.poll import until
+from tests.support.seed import walk_seed_scenario
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from app.config import Settings
 
 # argon2id at its minimum cost (t=1, m=8 KiB): ~0.1 ms a hash and verify, against ~57 ms at the
 # production t=2, m=19 MiB (measured here). For every test where the cost is not what is tested;
-# tests/unit/test_password_hashing.py keeps the production parameters tested.
+# tests/unit/test_auth_defaults.py keeps the production parameters tested.
 FAST_HASH: dict[str, Any] = {"auth_hash_time_cost": 1, "auth_hash_memory_kib": 8}
 # fast retries: a handler failure costs milliseconds, not the production 50 ms doubling
 FAST_RETRY: dict[str, Any] = {"bus_backoff_base": 0.005, "bus_backoff_cap": 0.05}

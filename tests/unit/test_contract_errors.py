@@ -20,12 +20,10 @@ import pytest
 import pytest_asyncio
 
 from app.edge.auth import Auth
-from app.main import create_app
 from tests.conftest import new_login
-from tests.support.asgi import running
+from tests.support.asgi import shared_app
 from tests.support.auth import PASSWORD, bearer, log_in, sign_up
 from tests.support.poll import until
-from tests.support.settings import memory_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -428,10 +426,8 @@ class World:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    """The whole system in this process, shared by the module's tests. Each test logs in a few times
-    from the one ASGI address: the per-address login limit is lifted here (tests/security/test_authn.py
-    tests it), the per-login one stays."""
-    async with running(create_app(memory_settings(login_rate_per_address=1_000_000))) as c:
+    """The whole system in memory, shared by the module's tests (see the module docstring)."""
+    async with shared_app() as c:
         yield c
 
 
@@ -751,7 +747,7 @@ async def test_notice_limits_up_to_a_thousand_are_accepted(client: httpx.AsyncCl
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def trusting_client() -> AsyncIterator[httpx.AsyncClient]:
     """Shared too: each test below asks about a ghost login of its own."""
-    async with running(create_app(memory_settings(auth_mode="off"))) as c:
+    async with shared_app(auth_mode="off") as c:
         yield c
 
 

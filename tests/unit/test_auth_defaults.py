@@ -1,5 +1,5 @@
-"""argon2id at the production cost, tested once: every other test runs at the test-only cost
-(tests/support/settings.py FAST_HASH), so this is where a change of the defaults shows."""
+"""What authentication does by default: it is on, and argon2id hashes at the production cost, tested
+once here: every other test runs at the test-only cost (tests/support/settings.py FAST_HASH)."""
 
 from __future__ import annotations
 
@@ -36,3 +36,8 @@ async def test_the_test_cost_is_a_setting_and_its_hashes_still_verify() -> None:
     assert not await auth.check_password(stored, PASSWORD.upper())
     # a hash made at another cost still verifies: lowering the test cost never locks anyone out
     assert await auth.check_password(PasswordHasher(time_cost=2, memory_cost=19456).hash("p" * 8), "p" * 8)
+
+
+def test_auth_is_on_by_default() -> None:
+    assert Settings().auth_mode == "on"
+    assert Settings.load(environ={}, env_file=None, secrets_dir=None).auth_mode == "on"

@@ -15,6 +15,8 @@ from uuid import uuid4
 import pytest
 
 from app.ops.topology import Topology
+from app.system import consumers
+from tests.support.brokers import delete_namespace, remaining
 from tests.support.pg import PG, reachable
 from tests.support.pg import START as PG_START
 from tests.support.server import free_port
@@ -27,6 +29,10 @@ BROKERS = {
     "nats": ("nats://127.0.0.1:4222", 4222, NATS_START),
     "rabbitmq": ("amqp://guest:guest@127.0.0.1:5672/", 5672, "rabbitmq-server -detached"),
 }
+
+
+def consumers_groups() -> set[str]:
+    return {group for groups in consumers().values() for group in groups}
 
 
 def _open(port: int) -> bool:
@@ -76,6 +82,10 @@ def topology(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         yield t
     finally:
         t.stop()
+        # the module processes declared streams / queues on the shared broker: none outlives the run
+        asyncio.run(delete_namespace(url, t.namespace, consumers_groups()))
+        left = asyncio.run(remaining(url, t.namespace, consumers_groups()))
+        assert not left, f"still on {broker} after the run: {left}"
         logs = sorted(run_dir.glob("*.log"))
         if request.node.session.testsfailed and shutil.which("tail"):
             for log in logs:

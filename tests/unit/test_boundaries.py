@@ -257,7 +257,7 @@ def test_a_package_importing_its_own_modules_is_no_cycle() -> None:
 
 # the request being served in this context: (route, owning module); None outside requests
 SERVING: ContextVar[tuple[str, str | None] | None] = ContextVar("serving", default=None)
-ENTRY_POINTS = ("query", "transact", "consume", "connect")
+ENTRY_POINTS = ("read", "query", "transact", "consume", "connect")  # every way into a Database
 
 
 @dataclass(frozen=True)
@@ -265,7 +265,7 @@ class Touch:
     route: str  # "GET /account/" (the route template), or the raw path of a route no module declares
     owner: str | None  # the module whose path prefix the request is on; None: a platform route
     database: str  # the module whose database was touched
-    entry: str  # query / transact / consume / connect
+    entry: str  # read / query / transact / consume / connect
 
 
 class DatabaseProbe:
@@ -274,7 +274,7 @@ class DatabaseProbe:
     How it detects a cross-module read: it wraps the app as ASGI middleware that sets the ContextVar
     ``SERVING`` to (route, owner) for the duration of each request, the owner being the module whose
     path prefix the request is on (``/account`` -> billing, read from each module's router). It
-    replaces ``query``, ``transact``, ``consume`` and ``connect`` on every module's Database with a
+    replaces ``read``, ``query``, ``transact``, ``consume`` and ``connect`` on every module's Database with a
     wrapper that, at the moment it is called, records a :class:`Touch` of that database under the
     current ``SERVING``. Code running for the request (route, dependencies, anything they call or any
     task they start, which inherits the context) is attributed to it; the bus's workers, the relays and
@@ -365,26 +365,50 @@ async def test_the_probe_catches_a_billing_route_that_reads_persons_database() -
     async def registered(request: Request, login: str) -> bool:
         # the crossing the card rules out: billing asking person's database whether a login exists
         person_db: Database = request.app.state.dbs["person"]
-        return await person_db.query(person_service.exists, login)
+        return await person_db.read(person_service.password_hash, login) is not None
 
     async with probed(app) as (client, probe):
         login = await walk_seed_scenario(client)
         assert (await client.get("/account/registered", params={"login": login})).json() is True
-    assert probe.crossings() == [Touch("GET /account/registered", "billing", "person", "query")]
+    assert probe.crossings() == [Touch("GET /account/registered", "billing", "person", "read")]
 
 
-async def test_the_probe_catches_composition_code_wiring_persons_database_into_billing() -> None:
-    app = create_app(memory_settings())
+async def _person_database(request: Request) -> Database:
+    db: Database = request.app.state.dbs["person"]
+    return db
+
+
+def _override_billings_dependency(app: FastAPI) -> None:
     billing_database = get_args(billing_api.BillingDb)[1].dependency
+    app.dependency_overrides[billing_database] = _person_database
 
-    async def person_database_instead(request: Request) -> Database:
-        db: Database = request.app.state.dbs["person"]
-        return db
 
-    app.dependency_overrides[billing_database] = person_database_instead
+def _swap_billings_database(app: FastAPI) -> None:
+    dbs = app.state.dbs
+    app.state.dbs = {**dbs, "billing": dbs["person"]}  # what the fast lane and every dependency read
+
+
+@pytest.mark.parametrize(
+    ("wire", "method", "path", "entry"),
+    [
+        # through FastAPI's dependency: the deposit (the fast lane serves only the balance reads)
+        (_override_billings_dependency, "PUT", "/account/operation", "transact"),
+        (_swap_billings_database, "GET", "/account/", "read"),
+    ],
+    ids=["a dependency override", "the app's database map"],
+)
+async def test_the_probe_catches_composition_code_wiring_persons_database_into_billing(
+    wire: Callable[[FastAPI], None], method: str, path: str, entry: str
+) -> None:
+    app = create_app(memory_settings())
     async with probed(app) as (client, probe):
         body = {"login": "wired", "email": "wired@example.com", "password": "correct horse battery"}
         assert (await client.post("/person/register", json=body)).status_code == 200
         auth = await log_in(client, "wired", "correct horse battery")
-        await client.get("/account/", params={"login": "wired"}, headers=auth)
-    assert probe.crossings() == [Touch("GET /account/", "billing", "person", "query")]
+        wire(app)
+        if method == "PUT":
+            deposit = {"login": "wired", "operation": "deposit", "sum": 5}
+            await client.put(path, json=deposit, headers=auth)
+        else:
+            await client.get(path, params={"login": "wired"}, headers=auth)
+    assert probe.crossings() == [Touch(f"{method} {path}", "billing", "person", entry)]

@@ -20,6 +20,7 @@ from tests.support.brokers import delete_namespace, remaining
 from tests.support.pg import PG, reachable
 from tests.support.pg import START as PG_START
 from tests.support.server import free_port
+from tests.support.settings import FAST_HASH_ENV
 
 NATS_START = (
     "start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- "
@@ -73,7 +74,7 @@ def topology(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         gateway_port=free_port(),
         run_dir=run_dir,
         port_offset=random.randrange(10, 900) * 10,
-        extra_env={"ORDER_REPLY_TIMEOUT": "5", "BUS_ACK_WAIT": "3"},
+        extra_env={"ORDER_REPLY_TIMEOUT": "5", "BUS_ACK_WAIT": "3", **FAST_HASH_ENV},
     )
     t.broker = broker
     try:

@@ -11,6 +11,8 @@ from app.config import Settings
 # production t=2, m=19 MiB (measured here). For every test where the cost is not what is tested;
 # tests/unit/test_auth_defaults.py keeps the production parameters tested.
 FAST_HASH: dict[str, Any] = {"auth_hash_time_cost": 1, "auth_hash_memory_kib": 8}
+# the same for a server process (AUTH_HASH_TIME_COST, AUTH_HASH_MEMORY_KIB)
+FAST_HASH_ENV = {name.upper(): str(value) for name, value in FAST_HASH.items()}
 # fast retries: a handler failure costs milliseconds, not the production 50 ms doubling
 FAST_RETRY: dict[str, Any] = {"bus_backoff_base": 0.005, "bus_backoff_cap": 0.05}
 # each module's Database opens its own in-memory SQLite (one connection, StaticPool): nothing on disk

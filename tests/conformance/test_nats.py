@@ -21,6 +21,7 @@ from nats.js.errors import NotFoundError
 from app.bus import Envelope
 from app.messaging.brokers.nats import NatsBus
 from tests.conformance.conftest import BACKOFF, MAX_ATTEMPTS, Recorder, envelope
+from tests.support.brokers import remaining
 from tests.support.poll import until
 
 NATS_URL = "nats://127.0.0.1:4222"
@@ -58,6 +59,8 @@ async def js(namespace: str) -> AsyncIterator[JetStreamContext]:
             with contextlib.suppress(NotFoundError):
                 await js.delete_stream(stream)
         await nc.close()
+    left = await remaining(NATS_URL, namespace, ())
+    assert not left, f"namespace {namespace} left behind: {left}"
 
 
 @contextlib.asynccontextmanager
@@ -179,6 +182,7 @@ asyncio.run(main())
 """
 
 
+@pytest.mark.subprocess
 async def test_an_event_held_by_a_killed_process_comes_back_after_ack_wait_with_attempt_2(
     js: JetStreamContext, namespace: str
 ) -> None:

@@ -17,6 +17,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from app.bus import Envelope
 from app.messaging.brokers.rabbitmq import RabbitBus
 from tests.conformance.conftest import BACKOFF, MAX_ATTEMPTS, Recorder, envelope
+from tests.support.brokers import remaining
 from tests.support.poll import until
 
 HOST, PORT = "127.0.0.1", 5672
@@ -74,6 +75,8 @@ class Broker:
             await self.channel.queue_delete(f"{self.namespace}.{group}.dead")
         for exchange in (f"{self.namespace}.events", f"{self.namespace}.dlx"):
             await self.channel.exchange_delete(exchange)
+        left = await remaining(URL, self.namespace, groups)
+        assert not left, f"namespace {self.namespace} left behind: {left}"
 
 
 async def _rabbitmqctl(*args: str) -> str:
@@ -257,6 +260,7 @@ async def test_an_event_of_a_type_no_handler_here_takes_is_dead_lettered_after_t
     await until(lambda: broker.ready_count(f"{namespace}.g.dead"))
 
 
+@pytest.mark.subprocess
 @pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="needs rabbitmqctl to drop a connection")
 async def test_after_a_lost_connection_the_bus_reconnects_and_the_event_in_flight_comes_again(
     broker: Broker, namespace: str

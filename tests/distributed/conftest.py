@@ -15,9 +15,12 @@ from uuid import uuid4
 import pytest
 
 from app.ops.topology import Topology
+from app.system import consumers
+from tests.support.brokers import delete_namespace, remaining
 from tests.support.pg import PG, reachable
 from tests.support.pg import START as PG_START
 from tests.support.server import free_port
+from tests.support.settings import FAST_HASH_ENV
 
 NATS_START = (
     "start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- "
@@ -27,6 +30,10 @@ BROKERS = {
     "nats": ("nats://127.0.0.1:4222", 4222, NATS_START),
     "rabbitmq": ("amqp://guest:guest@127.0.0.1:5672/", 5672, "rabbitmq-server -detached"),
 }
+
+
+def consumers_groups() -> set[str]:
+    return {group for groups in consumers().values() for group in groups}
 
 
 def _open(port: int) -> bool:
@@ -67,7 +74,7 @@ def topology(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         gateway_port=free_port(),
         run_dir=run_dir,
         port_offset=random.randrange(10, 900) * 10,
-        extra_env={"ORDER_REPLY_TIMEOUT": "5", "BUS_ACK_WAIT": "3"},
+        extra_env={"ORDER_REPLY_TIMEOUT": "5", "BUS_ACK_WAIT": "3", **FAST_HASH_ENV},
     )
     t.broker = broker
     try:
@@ -76,6 +83,10 @@ def topology(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         yield t
     finally:
         t.stop()
+        # the module processes declared streams / queues on the shared broker: none outlives the run
+        asyncio.run(delete_namespace(url, t.namespace, consumers_groups()))
+        left = asyncio.run(remaining(url, t.namespace, consumers_groups()))
+        assert not left, f"still on {broker} after the run: {left}"
         logs = sorted(run_dir.glob("*.log"))
         if request.node.session.testsfailed and shutil.which("tail"):
             for log in logs:

@@ -17,9 +17,9 @@ import pytest
 
 from app.ops.topology import LAYOUT, Topology
 from tests.distributed.conftest import NATS_START
-from tests.e2e.seed import walk_seed_scenario
 from tests.support.auth import sign_up
 from tests.support.poll import until
+from tests.support.seed import walk_seed_scenario
 
 Auth = dict[str, str]
 

@@ -1,8 +1,14 @@
-"""The flow viewer in a real browser: Debian's chromium, driven by Playwright, against a real server."""
+"""The flow viewer in a real browser: Debian's chromium, driven by Playwright, against a real server.
+
+Its last picture is the docs' screenshot: the test writes it under its tmp_path, and over
+docs/flow-viewer.png only when asked (``FLOW_VIEWER_SCREENSHOT=docs/flow-viewer.png``), so that a test
+run leaves the work tree as it found it."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +17,7 @@ import pytest
 from tests.support.server import Server
 
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "flow-viewer.png"
+SCREENSHOT_TO = os.environ.get("FLOW_VIEWER_SCREENSHOT")
 SEED_PARTICIPANTS = (
     "Client",
     "Person-service",
@@ -28,7 +34,7 @@ except ImportError:
 if not CHROMIUM.exists():
     pytest.skip(f"no browser at {CHROMIUM}: apt-get install -y chromium", allow_module_level=True)
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess, pytest.mark.browser]
 
 
 @pytest.fixture
@@ -59,7 +65,7 @@ def run_step(page: Page, step: str, shows: str) -> None:
     expect(item.locator(".result")).to_contain_text(shows)
 
 
-def test_the_page_walks_the_seed_and_draws_each_flow(page: Page) -> None:
+def test_the_page_walks_the_seed_and_draws_each_flow(page: Page, tmp_path: Path) -> None:
     expect(page.locator("#login")).to_have_text(re.compile(r"^student-[0-9a-f]{12}$"))
     diagram = page.locator("#diagram svg")
 
@@ -105,5 +111,8 @@ def test_the_page_walks_the_seed_and_draws_each_flow(page: Page) -> None:
     page.get_by_text("As sequencediagram.org text").click()
     expect(page.locator("#seq-text")).to_contain_text("Client->Order-service: POST /order/createOrder")
     expect(page.locator("#seq-text")).to_contain_text("Order-service-->Client: 200")
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    screenshot = tmp_path / "flow-viewer.png"
+    page.screenshot(path=str(screenshot), full_page=True)
+    assert screenshot.read_bytes().startswith(b"\x89PNG")
+    if SCREENSHOT_TO:
+        shutil.copyfile(screenshot, SCREENSHOT_TO)

@@ -5,11 +5,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.seed import walk_seed_scenario
 from tests.support.auth import log_in
+from tests.support.seed import walk_seed_scenario
 from tests.support.server import Server
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
 
 
 async def test_seed_scenario_against_a_real_server_process(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from tests.support.auth import PASSWORD, bearer
 from tests.support.poll import until
 from tests.support.server import Server
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
 
 USERS = 20
 ORDERS = 1000

@@ -18,7 +18,7 @@ from tests.support.auth import sign_up
 from tests.support.poll import until
 from tests.support.server import Server
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
 
 USERS = 10
 ORDERS = 240

@@ -11,9 +11,9 @@ from app.bus import Envelope
 from app.config import Settings
 from app.main import create_app
 from app.system import System
-from tests.e2e.seed import walk_seed_scenario
 from tests.support.asgi import running
 from tests.support.poll import until
+from tests.support.seed import walk_seed_scenario
 
 
 @pytest.fixture

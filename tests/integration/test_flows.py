@@ -17,10 +17,10 @@ from app.config import Settings
 from app.main import create_app
 from app.observe.flows.recorder import SUBSCRIBER_QUEUE, FlowRecorder
 from app.observe.observers import HttpExchange
-from tests.e2e.seed import walk_seed_scenario
 from tests.support.asgi import running
 from tests.support.auth import PASSWORD
 from tests.support.poll import until
+from tests.support.seed import walk_seed_scenario
 
 SEED_ORDER_PAID = [
     "Client->Order-service: POST /order/createOrder",

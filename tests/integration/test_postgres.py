@@ -21,10 +21,11 @@ from app.messaging.outbox import Relay
 from app.storage.database import Database
 from app.storage.migrate import migrate
 from app.storage.sql import Sql
-from tests.e2e.seed import walk_seed_scenario
 from tests.support.auth import sign_up
 from tests.support.pg import fresh_database
 from tests.support.poll import until
+from tests.support.seed import walk_seed_scenario
+from tests.support.settings import FAST_HASH
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def client_for(app: object) -> httpx.AsyncClient:
 
 
 async def test_seed_scenario_on_postgresql(pg_url: str) -> None:
-    app = create_app(Settings(database_url=pg_url, auth_secret=secrets.token_urlsafe(32)))
+    app = create_app(Settings(database_url=pg_url, auth_secret=secrets.token_urlsafe(32), **FAST_HASH))
     async with app.router.lifespan_context(app), client_for(app) as client:
         await walk_seed_scenario(client)
         report = (await client.get("/admin/invariants")).json()
@@ -48,7 +49,9 @@ async def test_seed_scenario_on_postgresql(pg_url: str) -> None:
 async def test_an_order_replica_answers_when_another_replica_consumed_the_outcome(pg_url: str) -> None:
     bus = MemoryBus()
     # one secret for the three apps, as for replicas: a token from core's login is good at replica A
-    settings = Settings(database_url=pg_url, order_reply_timeout=30.0, auth_secret=secrets.token_urlsafe(32))
+    settings = Settings(
+        database_url=pg_url, order_reply_timeout=30.0, auth_secret=secrets.token_urlsafe(32), **FAST_HASH
+    )
     core = create_app(settings.with_(modules=("person", "billing", "notifications")), bus=bus)
     replica_a = create_app(settings.with_(modules=("orders",)), bus=bus)
     replica_b = create_app(settings.with_(modules=("orders",)), bus=bus)

@@ -14,6 +14,7 @@ from app.main import create_app
 from tests.support.asgi import running as started
 from tests.support.auth import sign_up
 from tests.support.poll import until
+from tests.support.settings import FAST_HASH, FAST_RETRY
 
 WITHOUT_BILLING = ("person", "orders", "notifications")
 Auth = dict[str, str]
@@ -28,7 +29,7 @@ async def running(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def full(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path, bus_backoff_base=0.005, bus_backoff_cap=0.05)
+    return Settings(data_dir=tmp_path, **FAST_HASH, **FAST_RETRY)
 
 
 async def open_account(client: httpx.AsyncClient, deposit: int) -> tuple[str, Auth]:

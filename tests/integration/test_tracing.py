@@ -15,9 +15,9 @@ from app.config import Settings
 from app.main import create_app
 from app.observe.observers import HttpExchange
 from app.observe.tracing import Tracing, format_traceparent
-from tests.e2e.seed import walk_seed_scenario
 from tests.support.asgi import running
 from tests.support.poll import until
+from tests.support.seed import walk_seed_scenario
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 

@@ -15,15 +15,18 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+import pytest_asyncio
 
 from app.config import Settings
 from app.edge.auth import Auth, Unauthorized
 from app.main import create_app
 from tests.conftest import new_login
-from tests.support.asgi import running
+from tests.support.asgi import running, shared_app
 from tests.support.auth import PASSWORD, bearer, sign_up
 from tests.support.poll import until
 
+# the token tests share one app (in the module's event loop); the limit and password tests build their own
+shared_app_loop = pytest.mark.asyncio(loop_scope="module")
 Headers = Callable[[str, str], dict[str, str]]  # (login, the app's secret) -> request headers
 
 
@@ -82,6 +85,13 @@ def endpoints(login: str) -> dict[str, Endpoint]:
 ENDPOINT_IDS = list(endpoints("x"))
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    """One in-memory app for the module: every test signs up users of its own."""
+    async with shared_app() as c:
+        yield c
+
+
 async def _call(client: httpx.AsyncClient, endpoint: Endpoint, headers: dict[str, str]) -> httpx.Response:
     return await client.request(
         endpoint.method, endpoint.path, params=endpoint.params, json=endpoint.json, headers=headers
@@ -90,6 +100,7 @@ async def _call(client: httpx.AsyncClient, endpoint: Endpoint, headers: dict[str
 
 @pytest.mark.parametrize("endpoint_id", ENDPOINT_IDS)
 @pytest.mark.parametrize("bad", list(BAD_AUTH))
+@shared_app_loop
 async def test_a_bad_or_missing_token_is_401_everywhere(
     client: httpx.AsyncClient, bad: str, endpoint_id: str
 ) -> None:
@@ -108,6 +119,7 @@ async def test_a_bad_or_missing_token_is_401_everywhere(
 
 
 @pytest.mark.parametrize("endpoint_id", ENDPOINT_IDS)
+@shared_app_loop
 async def test_a_good_token_passes_the_same_door(client: httpx.AsyncClient, endpoint_id: str) -> None:
     login, _ = await sign_up(client)
     endpoint = endpoints(login)[endpoint_id]
@@ -117,6 +129,7 @@ async def test_a_good_token_passes_the_same_door(client: httpx.AsyncClient, endp
 
 
 @pytest.mark.parametrize("endpoint_id", ENDPOINT_IDS)
+@shared_app_loop
 async def test_a_signed_token_of_an_unregistered_login_opens_only_that_logins_empty_door(
     client: httpx.AsyncClient, endpoint_id: str
 ) -> None:
@@ -130,6 +143,7 @@ async def test_a_signed_token_of_an_unregistered_login_opens_only_that_logins_em
     assert orders.json()["orders"] == []
 
 
+@shared_app_loop
 async def test_wrong_password_and_unknown_login_get_the_same_answer(client: httpx.AsyncClient) -> None:
     login, _ = await sign_up(client)
     wrong = await client.post("/person/login", json={"login": login, "password": "not the password"})
@@ -245,11 +259,6 @@ async def test_auth_mode_off_warns_loudly_and_trusts_everyone(
             return (await c.get("/account/", params={"login": login})).status_code == 200
 
         await until(open_without_a_token)
-
-
-def test_auth_is_on_by_default() -> None:
-    assert Settings().auth_mode == "on"
-    assert Settings.load(environ={}, env_file=None, secrets_dir=None).auth_mode == "on"
 
 
 def test_a_remembered_token_still_expires_and_a_forged_one_is_never_taken_for_it(tmp_path: Path) -> None:

@@ -5,15 +5,20 @@ naming A's own data succeed, so the matrix can fail."""
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from string import Template
 from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
 
+from tests.support.asgi import shared_app
 from tests.support.auth import sign_up
 from tests.support.poll import until
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 NO_BODY: Any = object()
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "instance"}
@@ -127,7 +132,14 @@ async def _state(client: httpx.AsyncClient, user: User) -> dict[str, Any]:
     return {"balance": balance, "orders": orders, "notices": notices}
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    """One in-memory app for the module: every test signs up users of its own."""
+    async with shared_app() as c:
+        yield c
+
+
+@pytest_asyncio.fixture(loop_scope="module")
 async def pair(client: httpx.AsyncClient) -> tuple[User, User]:
     """A and B: each signed up, funded (100), with one paid order (30)."""
     return await _user(client, "alice"), await _user(client, "bob")

@@ -31,10 +31,10 @@ from schemathesis.core.result import Ok
 from schemathesis.python import asgi
 from schemathesis.schemas import APIOperation, BaseSchema
 
-from app.config import Settings
 from app.main import create_app
 from tests.conftest import new_login
 from tests.support.auth import PASSWORD
+from tests.support.settings import memory_settings
 
 Case = schemathesis.Case[Any]
 Operation = APIOperation[Any, Any, Any, Any]
@@ -85,9 +85,10 @@ class Fuzzed:
 
 
 @pytest.fixture
-def fuzzed(settings: Settings) -> Iterator[Fuzzed]:
-    """The whole app over schemathesis's ASGI client, with one registered, funded user."""
-    app = create_app(settings)
+def fuzzed() -> Iterator[Fuzzed]:
+    """The whole app over schemathesis's ASGI client, with one registered, funded user. In memory:
+    what is fuzzed is the HTTP contract, not the files."""
+    app = create_app(memory_settings())
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     login = new_login("fuzz")
     body: Any = {"login": login, "email": f"{login}@example.com", "password": PASSWORD}
@@ -162,6 +163,7 @@ def _fuzz(operation: Operation, mode: GenerationMode, fuzzed: Fuzzed, tally: Tal
         assert mode is GenerationMode.NEGATIVE, label
 
 
+@pytest.mark.slow
 def test_generated_requests_get_documented_answers_and_no_server_error(fuzzed: Fuzzed) -> None:
     tally = Tally()
     began = time.monotonic()

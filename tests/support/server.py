@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.settings import FAST_HASH_ENV
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -23,7 +25,8 @@ class Server:
     def __init__(self, data_dir: Path, *, port: int | None = None, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
-        self.env = {**os.environ, "LOG_LEVEL": "warning", **(env or {})}
+        # argon2 at test cost unless a test says otherwise: no server test is about the hashing cost
+        self.env = {**os.environ, "LOG_LEVEL": "warning", **FAST_HASH_ENV, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / f"server-{self.port}.log"
 

@@ -9,21 +9,26 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import pytest_asyncio
 
-from app.config import Settings
 from app.edge.fastlane import FastLane
 from app.main import create_app
 from tests.support.asgi import running
 from tests.support.auth import open_account
+from tests.support.settings import memory_settings
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 Request = tuple[str, str, dict[str, Any]]  # method, path, httpx keyword arguments
 AUTH = "$auth"
 
 
-@pytest.fixture
-async def both(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
-    """The same app twice: with its fast lane, and with the fast lane's routes emptied (FastAPI alone)."""
-    slow = create_app(settings.with_(data_dir=settings.data_dir / "slow"))
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def both() -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+    """The same app twice: with its fast lane, and with the fast lane's routes emptied (FastAPI alone).
+    In memory, and shared by the module's tests: each opens accounts of its own on both."""
+    settings = memory_settings(login_rate_per_address=1_000_000)
+    slow = create_app(settings)
     for middleware in slow.user_middleware:
         if middleware.cls is FastLane:  # type: ignore[comparison-overlap]
             middleware.kwargs["routes"] = {}

@@ -1,4 +1,9 @@
-"""The bad-input matrix: every error is the specified status as problem+json, and changes nothing."""
+"""The bad-input matrix: every error is the specified status as problem+json, and changes nothing.
+
+One app serves the whole module (in-memory databases, argon2 at test cost); every case still gets a
+world of its own (a fresh ``$login`` with its own account, order and notices), so no case can see
+another's effects and a case costs milliseconds instead of an app start-up.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +17,15 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+import pytest_asyncio
 
-from app.config import Settings
 from app.edge.auth import Auth
-from app.main import create_app
 from tests.conftest import new_login
-from tests.support.asgi import running
+from tests.support.asgi import shared_app
 from tests.support.auth import PASSWORD, bearer, log_in, sign_up
 from tests.support.poll import until
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 INVALID = (400, 422)  # "400/422 invalid" in the contract
 NO_BODY: Any = object()
@@ -27,6 +33,8 @@ MAX_BODY = 64 * 1024
 # an otherwise valid deposit padded with JSON whitespace past the limit: accepted, it would change state
 PADDED = b'{"login": "$login", "operation": "deposit", "sum": 1}' + b" " * (MAX_BODY + 1)
 START_BALANCE, FIRST_ORDER = 100, 30
+# in memory an event crosses the bus in about a millisecond: poll that often, not every 10 ms
+POLL = 0.001
 
 
 @dataclass(frozen=True)
@@ -416,15 +424,26 @@ class World:
         return self.authorizations["$login"]
 
 
-@pytest.fixture
-async def world(client: httpx.AsyncClient) -> AsyncIterator[World]:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    """The whole system in memory, shared by the module's tests (see the module docstring)."""
+    async with shared_app() as c:
+        yield c
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def world(client: httpx.AsyncClient) -> World:
+    return await make_world(client)
+
+
+async def make_world(client: httpx.AsyncClient) -> World:
     """$login: registered, START_BALANCE deposited, one paid order, both notices arrived."""
     login, auth = await sign_up(client, prefix="edge")
 
     async def account_open() -> bool:
         return (await client.get("/account/", params={"login": login}, headers=auth)).status_code == 200
 
-    await until(account_open)
+    await until(account_open, interval=POLL)
     r = await client.put(
         "/account/operation",
         json={"login": login, "operation": "deposit", "sum": START_BALANCE},
@@ -435,7 +454,7 @@ async def world(client: httpx.AsyncClient) -> AsyncIterator[World]:
     assert r.status_code == 200 and r.json()["status"] == "paid", r.text
     await notices_become(client, login, auth, ["account_created", "payment_succeeded"])
     ghost = new_login("ghost")
-    yield World(login, ghost, r.json()["id"], {"$login": auth, **not_tokens(client, login, ghost)})
+    return World(login, ghost, r.json()["id"], {"$login": auth, **not_tokens(client, login, ghost)})
 
 
 def not_tokens(client: httpx.AsyncClient, login: str, ghost: str) -> dict[str, dict[str, str]]:
@@ -543,7 +562,7 @@ async def notices_become(
     async def arrived() -> bool:
         return await notice_types(client, login, auth) == expected
 
-    await until(arrived)
+    await until(arrived, interval=POLL)
 
 
 def assert_problem(r: httpx.Response, status: int | tuple[int, ...], slug: str | None = None) -> None:
@@ -725,9 +744,10 @@ async def test_notice_limits_up_to_a_thousand_are_accepted(client: httpx.AsyncCl
 # teaching walk-throughs, still answers for any login: these keep what it answers for an unknown one.
 
 
-@pytest.fixture
-async def trusting_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with running(create_app(settings.with_(auth_mode="off"))) as c:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def trusting_client() -> AsyncIterator[httpx.AsyncClient]:
+    """Shared too: each test below asks about a ghost login of its own."""
+    async with shared_app(auth_mode="off") as c:
         yield c
 
 

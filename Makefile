@@ -10,7 +10,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DATA_DIR ?= data
 
-.PHONY: install run test lint unit deploy pytest newman fmt clean bench up down
+.PHONY: install run test lint unit deploy pytest newman fmt clean bench profile up down
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -68,6 +68,12 @@ fmt: $(STAMP)
 # the standard benchmark: 64 clients for 20 s against its own server; writes docs/benchmarks.md
 bench: $(STAMP)
 	$(BIN)/python -m app bench --clients 64 --duration 20 --markdown docs/benchmarks.md --plot docs/bench-latency.png
+
+# where one order's CPU goes, by layer: the bench on its own server, py-spy recording that server during
+# the orders (py-spy needs ptrace: root, or kernel.yama.ptrace_scope=0), then the table by layer
+PROFILE ?= /tmp/eventcollab-profile
+profile: $(STAMP)
+	bash docs/profile.sh $(PROFILE)
 
 # the distributed topology on this machine: each module its own process (two replicas of Order and
 # Billing) over NATS JetStream (or BUS_URL=amqp://guest:guest@127.0.0.1:5672/) and PostgreSQL,

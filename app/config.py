@@ -87,8 +87,8 @@ class Settings(BaseSettings):
     port: Port = Field(8000, description="port to listen on (`--port`)")
     data_dir: Path = Field(
         Path("data"),
-        description="where the SQLite files go, `<module>.sqlite3`, and the generated `auth-secret` "
-        "(`--data-dir`)",
+        description="where the SQLite files go, `<module>.sqlite3`, and the generated `auth-secret` and "
+        "`operator-token` (`--data-dir`)",
         json_schema_extra=_accepting("a directory path"),
     )
     modules: Annotated[tuple[str, ...], NoDecode] = Field(
@@ -176,6 +176,14 @@ class Settings(BaseSettings):
         "`<DATA_DIR>/auth-secret`. Processes that accept each other's tokens must share it",
         json_schema_extra=_accepting("text of 32 characters or more"),
     )
+    operator_token: SecretStr | None = Field(
+        None,
+        min_length=32,
+        description="the Bearer token of the operator endpoints (`/admin/*`, `/metrics`, every login's "
+        "`/flows`); unset: a random one kept in `<DATA_DIR>/operator-token` (`python -m app operator-token` "
+        "prints it). Processes behind one Prometheus or one operator should share it",
+        json_schema_extra=_accepting("printable ASCII without spaces, 32 characters or more"),
+    )
     token_ttl_seconds: int = Field(3600, ge=1, description="lifetime of a token from `POST /person/login`")
     auth_hash_concurrency: int = Field(
         4,
@@ -197,6 +205,12 @@ class Settings(BaseSettings):
         1000, ge=0, description="flows the flow viewer keeps, oldest dropped first; `0` turns it off"
     )
     flows_max_hops: int = Field(500, ge=1, description="hops kept per flow; more are counted, not stored")
+    flows_stream_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="longest life of one `/flows/stream` connection (never past its token's expiry): the "
+        "page reconnects, and the token is checked again",
+    )
     # seeded faults for tests and demos (app/messaging/chaos.py)
     bus_chaos: str = Field(
         "",
@@ -243,10 +257,19 @@ class Settings(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("auth_secret", mode="before")
+    @field_validator("auth_secret", "operator_token", mode="before")
     @classmethod
     def _unset_if_empty(cls, value: object) -> object:
         return _none_if_empty(value)
+
+    @field_validator("operator_token")
+    @classmethod
+    def _header_safe(cls, value: SecretStr | None) -> SecretStr | None:
+        # it travels in an Authorization header and in the page's ?operator= address
+        text = value.get_secret_value() if value is not None else "x"
+        if not all("!" <= ch <= "~" for ch in text):
+            raise ValueError("must be printable ASCII without spaces")
+        return value
 
     @field_validator("bus_url")
     @classmethod

@@ -57,6 +57,7 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
         summary="Event collaboration through a message broker: the seed scenario, durable.",
         lifespan=lifespan,
         docs_url=None,  # served by edge.docs: Swagger UI from vendored files, not a CDN
+        redoc_url=None,  # FastAPI's ReDoc page loads its script from a CDN: blank offline
     )
     app.state.settings = settings
     app.state.system = system

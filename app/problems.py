@@ -65,8 +65,8 @@ class ProblemDetails(BaseModel):
 
 _MEANINGS = {
     400: "malformed request: JSON, query or path parameter, header",
-    401: "no valid Bearer token (POST /person/login gives one)",
-    403: "the token is another login's",
+    401: "no valid Bearer token (POST /person/login gives one; the operator endpoints take OPERATOR_TOKEN)",
+    403: "the token is another login's (or a user's, on an operator endpoint)",
     404: "not found (another login's order is not found either)",
     409: "conflicts with the current state",
     413: "body over the size limit",

@@ -11,7 +11,7 @@ from app.config import Settings
 from app.main import create_app
 from tests.e2e.seed import walk_seed_scenario
 from tests.support.asgi import running
-from tests.support.auth import sign_up
+from tests.support.auth import operator, sign_up
 from tests.support.poll import until
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -28,7 +28,7 @@ SEED_EVENTS = {
 
 
 async def scrape(client: httpx.AsyncClient) -> Samples:
-    r = await client.get("/metrics")
+    r = await client.get("/metrics", headers=operator(client.app))  # type: ignore[attr-defined]
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("text/plain")
     return {

@@ -4,6 +4,10 @@ Every hop (HTTP request and reply, publish, delivery, redelivery, ack, failure, 
 :class:`Hop` in its flow. Callbacks only build a small record, append it and hand it to live
 subscribers (O(1) each, no I/O); ordering and drawing happen when someone reads a flow. Retention is
 bounded: ``flows_max`` flows (oldest evicted first), ``flows_max_hops`` hops per flow.
+
+A flow belongs to a login: the first one its hops name (the token of an HTTP request, the login a login
+request authenticated, or an event's subject). A reader may be limited to one login's flows; a flow
+no login has named yet is only the operator's to see.
 """
 
 from __future__ import annotations
@@ -146,10 +150,12 @@ class Flow:
 
 class Subscriber:
     """One live reader: a bounded queue. When it falls ``SUBSCRIBER_QUEUE`` hops behind it is dropped
-    (its stream ends after what it holds), so a slow reader never blocks the bus or grows memory."""
+    (its stream ends after what it holds), so a slow reader never blocks the bus or grows memory.
+    ``login``: only hops of that login's flows (None: every flow's)."""
 
-    def __init__(self, correlation_id: str | None) -> None:
+    def __init__(self, correlation_id: str | None, login: str | None = None) -> None:
         self.correlation_id = correlation_id
+        self.login = login
         self.queue: asyncio.Queue[Hop] = asyncio.Queue(SUBSCRIBER_QUEUE)
         self.dropped = False
 
@@ -181,6 +187,8 @@ class FlowRecorder:
         module = next((m for p, m in HTTP_MODULES.items() if exchange.path.startswith(p)), "app")
         cid, label = exchange.correlation_id, f"{exchange.method} {exchange.path}"
         flow = self._flow(cid)
+        if not flow.login and exchange.login:
+            flow.login = exchange.login
         if exchange.started < flow.kind_at:
             flow.kind_at = exchange.started
             flow.kind = KINDS.get((exchange.method, route), route)
@@ -209,8 +217,10 @@ class FlowRecorder:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    def get(self, correlation_id: str) -> Flow | None:
-        return self.flows.get(correlation_id)
+    def get(self, correlation_id: str, login: str | None = None) -> Flow | None:
+        """The flow, if it is ``login``'s (None: whoever's it is)."""
+        flow = self.flows.get(correlation_id)
+        return flow if flow is not None and login in (None, flow.login) else None
 
     def recent(self, limit: int, login: str | None = None) -> list[Flow]:
         out: list[Flow] = []
@@ -221,8 +231,8 @@ class FlowRecorder:
                     break
         return out
 
-    def subscribe(self, correlation_id: str | None = None) -> Subscriber:
-        sub = Subscriber(correlation_id)
+    def subscribe(self, correlation_id: str | None = None, login: str | None = None) -> Subscriber:
+        sub = Subscriber(correlation_id, login)
         self.subscribers.add(sub)
         return sub
 
@@ -268,7 +278,7 @@ class FlowRecorder:
             return
         flow.hops.append(hop)
         for sub in tuple(self.subscribers):
-            if sub.correlation_id not in (None, hop.correlation_id):
+            if sub.correlation_id not in (None, hop.correlation_id) or sub.login not in (None, flow.login):
                 continue
             try:
                 sub.queue.put_nowait(hop)

@@ -15,7 +15,9 @@ from starlette.responses import Response
 
 log = logging.getLogger(__name__)
 
-TYPE_BASE = "https://eventcollab.dev/problems/"
+# a namespace the project controls (a URN: RFC 9457 allows a type URI that does not resolve); the types
+# and what each means are listed in docs/problems.md
+TYPE_BASE = "urn:eventcollab:problem:"
 MEDIA_TYPE = "application/problem+json"
 
 

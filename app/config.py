@@ -227,7 +227,22 @@ class Settings(BaseSettings):
         json_schema_extra=_accepting("`after_commit:P`"),
     )
     otel_traces: Literal["", "console", "memory", "otlp"] = Field(
-        "", description="OpenTelemetry traces (app/observe/tracing.py); empty = off"
+        "",
+        description="OpenTelemetry traces (app/observe/tracing.py); empty = off, or as "
+        "`OTEL_TRACES_EXPORTER` says",
+    )
+    # the OpenTelemetry SDK's own variables, read here like every other setting
+    otel_traces_exporter: Literal["", "none", "console", "otlp"] = Field(
+        "",
+        description="the OpenTelemetry standard's name for the exporter: `otlp` or `console` turn traces on "
+        "when `OTEL_TRACES` is empty; `none` or empty: off",
+    )
+    otel_service_name: str = Field(
+        "",
+        max_length=200,
+        description="the traces' `service.name`; empty: `eventcollab`, or `eventcollab-<module>` for a "
+        "process running one module (each process of the distributed topology under its own name)",
+        json_schema_extra=_accepting("any text; empty for the default"),
     )
     gateway_port: Port = Field(
         8080,
@@ -338,6 +353,12 @@ class Settings(BaseSettings):
         """A copy with ``changes``, checked like any other value (``model_copy`` would not check)."""
         kept = {name: getattr(self, name) for name in self.model_fields_set}
         return self._validated({**kept, **changes}, {})
+
+    @property
+    def traces_exporter(self) -> str:
+        """The exporter tracing uses: ``OTEL_TRACES``, else ``OTEL_TRACES_EXPORTER``; "" = off."""
+        standard = "" if self.otel_traces_exporter == "none" else self.otel_traces_exporter
+        return self.otel_traces or standard
 
     def database_url_for(self, module: str) -> str:
         own: str | None = getattr(self, f"{module}_database_url")

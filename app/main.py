@@ -50,6 +50,9 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
             yield
         finally:
             await system.stop()
+            tracing = getattr(app.state, "tracing", None)
+            if tracing is not None:
+                tracing.flush()
 
     app = Service(
         title="eventcollab",
@@ -82,7 +85,7 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
     app.include_router(viewer.router)
     app.add_middleware(FastLane, routes=fast_routes(settings))
     app.add_middleware(EdgeMiddleware, max_body=settings.max_body_bytes, observers=system.observers)
-    if settings.otel_traces:  # off by default: then no OpenTelemetry code is imported or run
+    if settings.traces_exporter:  # off by default: then no OpenTelemetry code is imported or run
         from app.observe.tracing import install
 
         install(app, settings, system.observers)  # last: its server span is the outermost layer

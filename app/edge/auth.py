@@ -97,6 +97,12 @@ class RateLimit:
             self._forget(now)
         return 0.0
 
+    def forget(self, key: str, at: float) -> None:
+        """Take back the hit recorded for ``key`` at ``at``: it does not count."""
+        hits = self._hits.get(key)
+        if hits is not None and at in hits:
+            hits.remove(at)
+
     def _forget(self, now: float) -> None:
         for key in [k for k, h in self._hits.items() if not h or h[-1] <= now - self.window]:
             del self._hits[key]
@@ -145,13 +151,23 @@ class Auth:
             except (VerificationError, InvalidHashError):
                 return False
 
-    def limit_login(self, login: str, address: str) -> None:
-        wait = max(self.per_login.hit(f"login:{login}"), self.per_address.hit(f"addr:{address}"))
+    def limit_login(self, login: str, address: str) -> float:
+        """Count a login attempt (429 over a limit); returns its time, for :meth:`logged_in`. Counted
+        before the password is checked, so parallel guesses cannot all slip under the limit."""
+        now = time.monotonic()
+        wait = max(self.per_login.hit(f"login:{login}", now), self.per_address.hit(f"addr:{address}", now))
         if wait > 0:
             raise TooManyRequests(
                 "too many login attempts: wait before trying again",
                 headers={"Retry-After": str(int(wait) + 1)},
             )
+        return now
+
+    def logged_in(self, login: str, attempt: float) -> None:
+        """The attempt counted at ``attempt`` succeeded: the per-login limit is for failures (someone
+        guessing this login's password), so a script logging in often is never locked out by itself.
+        The per-address limit keeps counting it."""
+        self.per_login.forget(f"login:{login}", attempt)
 
     def issue(self, login: str) -> str:
         request_login.set(login)  # a login request's flow is the login's it authenticated

@@ -13,9 +13,10 @@ import pytest
 
 from app.bus import Backoff, Bus, DeadLetterSink, Envelope, MemoryBus
 
-# fast enough for a suite, slow enough that a bus ignoring the backoff is caught (see test_bus.py)
+# fast enough for a suite, slow enough that a bus ignoring the backoff is caught (see test_bus.py):
+# every jittered draw at the top of its window, so each wait is known
 MAX_ATTEMPTS = 3
-BACKOFF = Backoff(0.005, 0.05)
+BACKOFF = Backoff(0.005, 0.05, random=lambda: 1.0)
 # adapters run here; NATS and RabbitMQ join once brokers/nats.py and brokers/rabbitmq.py exist
 KINDS = ["memory", "rabbitmq", "nats"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
@@ -15,6 +15,7 @@ from app.config import Settings
 from app.edge import docs
 from app.edge.asgi import Service
 from app.edge.auth import Auth
+from app.edge.deps import one_value_each
 from app.edge.fastlane import FastLane, FastRoute
 from app.edge.middleware import EdgeMiddleware
 from app.observe import flows, viewer
@@ -61,6 +62,7 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,  # served by edge.docs: Swagger UI from vendored files, not a CDN
         redoc_url=None,  # FastAPI's ReDoc page loads its script from a CDN: blank offline
+        dependencies=[Depends(one_value_each)],
     )
     app.state.settings = settings
     app.state.system = system

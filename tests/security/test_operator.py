@@ -257,3 +257,18 @@ def test_openapi_declares_the_user_and_the_operator_schemes(settings: Settings) 
     for name in operator_only:
         method, path = name.split()
         assert "403" in doc["paths"][path][method.lower()]["responses"], name
+
+
+@pytest.mark.slow
+async def test_the_access_log_never_carries_the_operators_token(tmp_path: Path) -> None:
+    env = {"LOG_LEVEL": "info", "ACCESS_LOG": "1", "OPERATOR_TOKEN": ""}
+    with Server(tmp_path / "data", env=env) as server:
+        token = (server.data_dir / "operator-token").read_text()
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=5) as c:
+            assert (await c.get(f"/?operator={token}&x=1")).status_code == 200
+            assert (await c.get(f"/?a=b&operator={token}")).status_code == 200
+        # the access line is written after the answer
+        await until(lambda: server.log().count("operator=(hidden)") == 2)
+    text = server.log()
+    assert "operator page:" in text  # the start-up line shows it once, on purpose (a generated token)
+    assert text.count(token) == 1

@@ -112,3 +112,33 @@ async def test_the_stream_ends_when_the_users_token_expires(settings: Settings) 
         assert r.status_code == 200
         again = await client.get("/flows/stream", headers=auth)
         assert again.status_code == 401 and "expired" in again.json()["detail"]
+
+
+async def test_a_correlation_id_another_login_made_holds_none_of_your_hops(client: httpx.AsyncClient) -> None:
+    # the correlation id is the client's to choose: B sending A's makes B a flow of B's own
+    a, auth_a = await sign_up(client, prefix="ann")
+    b, auth_b = await sign_up(client, prefix="bob")
+    recorder = recorder_of(client)
+    theirs = recorder.subscribe(login=a)
+    shared = {"X-Correlation-ID": "iso-shared"}
+    assert (
+        await client.get("/notice/notices/", params={"login": a}, headers={**auth_a, **shared})
+    ).status_code == 200
+    assert (
+        await client.get("/notice/notices/", params={"login": b}, headers={**auth_b, **shared})
+    ).status_code == 200
+
+    flow_a = (await client.get("/flows/iso-shared", headers=auth_a)).json()
+    flow_b = (await client.get("/flows/iso-shared", headers=auth_b)).json()
+    assert (flow_a["login"], flow_a["hops"]) == (a, 2) and b not in str(flow_a)
+    assert (flow_b["login"], flow_b["hops"]) == (b, 2) and a not in str(flow_b)
+    mine = [f for f in await listed(client, auth_a) if f["correlationId"] == "iso-shared"]
+    assert [f["login"] for f in mine] == [a]
+    # A's live stream had A's request and reply, nothing of B's
+    hops = [theirs.queue.get_nowait() for _ in range(theirs.queue.qsize())]
+    assert [h.kind for h in hops if h.correlation_id == "iso-shared"] == ["request", "reply"]
+    recorder.unsubscribe(theirs)
+    # the operator sees both, under the one id
+    admin = operator(client.app)  # type: ignore[attr-defined]
+    both = [str(f["login"]) for f in await listed(client, admin) if f["correlationId"] == "iso-shared"]
+    assert sorted(both) == sorted([a, b])

@@ -7,7 +7,9 @@ bounded: ``flows_max`` flows (oldest evicted first), ``flows_max_hops`` hops per
 
 A flow belongs to a login: the first one its hops name (the token of an HTTP request, the login a login
 request authenticated, or an event's subject). A reader may be limited to one login's flows; a flow
-no login has named yet is only the operator's to see.
+no login has named yet is only the operator's to see. The correlation id is the client's to choose, so
+a hop naming another login than its flow's is that login's: it goes to a flow of its own under the
+same id, never into the first login's.
 """
 
 from __future__ import annotations
@@ -186,9 +188,7 @@ class FlowRecorder:
         route = exchange.route or exchange.path
         module = next((m for p, m in HTTP_MODULES.items() if exchange.path.startswith(p)), "app")
         cid, label = exchange.correlation_id, f"{exchange.method} {exchange.path}"
-        flow = self._flow(cid)
-        if not flow.login and exchange.login:
-            flow.login = exchange.login
+        flow = self._flow(cid, exchange.login)
         if exchange.started < flow.kind_at:
             flow.kind_at = exchange.started
             flow.kind = KINDS.get((exchange.method, route), route)
@@ -218,9 +218,12 @@ class FlowRecorder:
     # -- reading ---------------------------------------------------------------------------------
 
     def get(self, correlation_id: str, login: str | None = None) -> Flow | None:
-        """The flow, if it is ``login``'s (None: whoever's it is)."""
+        """The flow, if it is ``login``'s (None: whoever's it is, the first login's if several used
+        the id)."""
         flow = self.flows.get(correlation_id)
-        return flow if flow is not None and login in (None, flow.login) else None
+        if flow is not None and login in (None, flow.login):
+            return flow
+        return self.flows.get(_own(correlation_id, login)) if login else None
 
     def recent(self, limit: int, login: str | None = None) -> list[Flow]:
         out: list[Flow] = []
@@ -245,9 +248,8 @@ class FlowRecorder:
         self, kind: str, event: Envelope, module: str, *, error: str = "", duration: float | None = None
     ) -> None:
         cid = event.correlationid or event.causationid or event.id
-        flow = self._flow(cid)
-        if not flow.login and event.subject:
-            flow.login = event.subject  # every event's subject is the login (README, the events table)
+        # every event's subject is the login (README, the events table)
+        flow = self._flow(cid, event.subject)
         hop = Hop(
             next(self._seq),
             time.time(),
@@ -264,12 +266,18 @@ class FlowRecorder:
         )
         self._add(flow, hop)
 
-    def _flow(self, cid: str) -> Flow:
-        flow = self.flows.get(cid)
+    def _flow(self, cid: str, login: str) -> Flow:
+        key = cid
+        flow = self.flows.get(key)
+        if flow is not None and login and flow.login and flow.login != login:
+            key = _own(cid, login)
+            flow = self.flows.get(key)
         if flow is None:
-            flow = self.flows[cid] = Flow(cid)
+            flow = self.flows[key] = Flow(cid)
             if len(self.flows) > self.max_flows:
                 self.flows.popitem(last=False)
+        if not flow.login and login:
+            flow.login = login
         return flow
 
     def _add(self, flow: Flow, hop: Hop) -> None:
@@ -285,6 +293,11 @@ class FlowRecorder:
             except asyncio.QueueFull:
                 sub.dropped = True
                 self.subscribers.discard(sub)
+
+
+def _own(cid: str, login: str) -> str:
+    # a key no client's correlation id can be: the edge takes only printable ASCII, no newline
+    return f"{cid}\n{login}"
 
 
 def _iso(at: float) -> str:

@@ -2,8 +2,9 @@
 
 Settings are read once, here (``Settings.load``: environment, ``.env``, ``/run/secrets``), and passed
 down; a flag overrides its variable. ``--host``, ``--port``, ``--data-dir`` and ``--modules`` are flags
-of serve, migrate and check, and may come before the command too (``python -m app --port 8011``
-serves, as it always did). Every other command has flags of its own: ``python -m app <command> --help``.
+of serve, migrate, check and operator-token, and may come before the command too (``python -m app
+--port 8011`` serves, as it always did). Every other command has flags of its own: ``python -m app
+<command> --help``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from app.config import Settings, SettingsError
 from app.ops.settings_doc import flag, variable
 
 SYSTEM_FLAGS = ("host", "port", "data_dir", "modules")
-SYSTEM_COMMANDS = ("serve", "migrate", "check")
+SYSTEM_COMMANDS = ("serve", "migrate", "check", "operator-token")
 COMMANDS = {
     "serve": "run the HTTP server (the command when none is given)",
     "migrate": "bring every module's schema to its newest revision, then exit",
@@ -34,6 +35,7 @@ COMMANDS = {
     "status": "show the distributed topology's processes",
     "asyncapi": "print the AsyncAPI document generated from the code (or the event map)",
     "settings": "print the settings a process would start with (or the docs/settings.md table)",
+    "operator-token": "print the operator's token (OPERATOR_TOKEN, else the data dir's, made if none yet)",
 }
 DESCRIPTION = (
     "eventcollab: person, billing, orders and notifications collaborating through events. Settings come "
@@ -57,7 +59,7 @@ def parser() -> argparse.ArgumentParser:
     prog = "eventcollab" if Path(sys.argv[0]).name == "eventcollab" else "python -m app"
     p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EPILOG, formatter_class=Formatter)
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    _system_flags(p.add_argument_group("flags of serve, migrate and check, also taken before the command"))
+    _system_flags(p.add_argument_group(f"flags of {_listed(SYSTEM_COMMANDS)}, also taken before the command"))
     commands = p.add_subparsers(dest="command", title="commands", metavar="command")
     sub = {
         name: commands.add_parser(name, help=text, description=text, formatter_class=Formatter)
@@ -112,7 +114,7 @@ def parse(argv: list[str] | None = None) -> Invocation:
     given = {name: getattr(args, name) for name in SYSTEM_FLAGS if hasattr(args, name)}
     if given and command not in SYSTEM_COMMANDS:
         top.error(
-            f"{', '.join(map(flag, given))}: a flag of serve, migrate and check, not of {command} "
+            f"{', '.join(map(flag, given))}: a flag of {_listed(SYSTEM_COMMANDS)}, not of {command} "
             f"(see {top.prog} {command} --help)"
         )
     return Invocation(command, args, getattr(args, "command_parser", top), given)
@@ -128,6 +130,10 @@ def main(argv: list[str] | None = None) -> None:
         logs.configure(settings.log_level, settings.log_format)
         if command == "migrate":
             asyncio.run(_migrate(settings))
+        elif command == "operator-token":
+            from app.edge.auth import operator_token
+
+            print(operator_token(settings))
         elif command == "check":
             sys.exit(_check(settings, args.pending_grace, as_json=args.json))
         else:
@@ -144,6 +150,10 @@ def main(argv: list[str] | None = None) -> None:
         from app.ops.settings_doc import markdown, shown
 
         sys.stdout.write(markdown(Settings) if args.markdown else shown(_load(p)))
+
+
+def _listed(names: tuple[str, ...]) -> str:
+    return f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def _system_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -201,6 +211,7 @@ def _serve(settings: Settings) -> None:
             if self.started:  # said once the socket is bound, not before: the port may be taken
                 host = f"[{settings.host}]" if ":" in settings.host else settings.host
                 log.info("serving on http://%s:%d — flow viewer /, API docs /docs", host, settings.port)
+                log.info("operator page: %s", _operator_page(settings))
 
     config = uvicorn.Config(
         create_app(settings),
@@ -215,6 +226,23 @@ def _serve(settings: Settings) -> None:
         server.run()
     if not server.started:
         sys.exit(3)  # as uvicorn.run does: it could not start (the port taken, the start-up failed)
+
+
+def _operator_page(settings: Settings) -> str:
+    """The flow viewer with the operator's token, as Jupyter prints its tokenised address. A token
+    from OPERATOR_TOKEN is not written to the log: whoever set it knows it, and logs travel."""
+    from urllib.parse import quote
+
+    from app.edge.auth import operator_token
+
+    if settings.auth_mode == "off":
+        return "every operator endpoint is open (AUTH_MODE=off)"
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    host = f"[{host}]" if ":" in host else host
+    base = f"http://{host}:{settings.port}/?operator="
+    if settings.operator_token is not None:
+        return base + "<OPERATOR_TOKEN>"
+    return base + quote(operator_token(settings), safe="")
 
 
 async def _migrate(settings: Settings) -> None:
@@ -298,7 +326,11 @@ def _topology(p: argparse.ArgumentParser, command: str, args: argparse.Namespace
     )
     if settings.auth_secret is not None:  # an operator's secret wins: tokens survive a down and up
         t.auth_secret = settings.auth_secret.get_secret_value()
+    if settings.operator_token is not None:  # likewise: Prometheus keeps scraping after a down and up
+        t.operator_token = settings.operator_token.get_secret_value()
     topology.up(t)
+    token = "$OPERATOR_TOKEN" if settings.operator_token is not None else t.operator_token
+    print(f"  operator token (each process's /admin, /metrics, /flows): {token}")
 
 
 if __name__ == "__main__":

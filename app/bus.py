@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -160,11 +161,21 @@ class Bus(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Backoff:
+    """Exponential backoff with full jitter (a uniform draw below the ceiling ``base * 2**(attempt-1)``,
+    capped): replicas whose deliveries failed together, say while a database was down, retry spread
+    over the window instead of all at once, each time again (AWS Architecture Blog, "Exponential
+    Backoff And Jitter", 2015)."""
+
     base: float = 0.05
     cap: float = 2.0
+    random: Callable[[], float] = field(default=random.random, compare=False, repr=False)
+
+    def ceiling(self, attempt: int) -> float:
+        """The longest wait before delivery ``attempt + 1``."""
+        return float(min(self.cap, self.base * 2.0 ** (attempt - 1)))
 
     def delay(self, attempt: int) -> float:
-        return float(min(self.cap, self.base * 2.0 ** (attempt - 1)))
+        return self.ceiling(attempt) * self.random()
 
 
 async def deliver(

@@ -87,8 +87,8 @@ class Settings(BaseSettings):
     port: Port = Field(8000, description="port to listen on (`--port`)")
     data_dir: Path = Field(
         Path("data"),
-        description="where the SQLite files go, `<module>.sqlite3`, and the generated `auth-secret` "
-        "(`--data-dir`)",
+        description="where the SQLite files go, `<module>.sqlite3`, and the generated `auth-secret` and "
+        "`operator-token` (`--data-dir`)",
         json_schema_extra=_accepting("a directory path"),
     )
     modules: Annotated[tuple[str, ...], NoDecode] = Field(
@@ -176,6 +176,14 @@ class Settings(BaseSettings):
         "`<DATA_DIR>/auth-secret`. Processes that accept each other's tokens must share it",
         json_schema_extra=_accepting("text of 32 characters or more"),
     )
+    operator_token: SecretStr | None = Field(
+        None,
+        min_length=32,
+        description="the Bearer token of the operator endpoints (`/admin/*`, `/metrics`, every login's "
+        "`/flows`); unset: a random one kept in `<DATA_DIR>/operator-token` (`python -m app operator-token` "
+        "prints it). Processes behind one Prometheus or one operator should share it",
+        json_schema_extra=_accepting("printable ASCII without spaces, 32 characters or more"),
+    )
     token_ttl_seconds: int = Field(3600, ge=1, description="lifetime of a token from `POST /person/login`")
     auth_hash_concurrency: int = Field(
         4,
@@ -197,6 +205,12 @@ class Settings(BaseSettings):
         1000, ge=0, description="flows the flow viewer keeps, oldest dropped first; `0` turns it off"
     )
     flows_max_hops: int = Field(500, ge=1, description="hops kept per flow; more are counted, not stored")
+    flows_stream_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="longest life of one `/flows/stream` connection (never past its token's expiry): the "
+        "page reconnects, and the token is checked again",
+    )
     # seeded faults for tests and demos (app/messaging/chaos.py)
     bus_chaos: str = Field(
         "",
@@ -213,7 +227,22 @@ class Settings(BaseSettings):
         json_schema_extra=_accepting("`after_commit:P`"),
     )
     otel_traces: Literal["", "console", "memory", "otlp"] = Field(
-        "", description="OpenTelemetry traces (app/observe/tracing.py); empty = off"
+        "",
+        description="OpenTelemetry traces (app/observe/tracing.py); empty = off, or as "
+        "`OTEL_TRACES_EXPORTER` says",
+    )
+    # the OpenTelemetry SDK's own variables, read here like every other setting
+    otel_traces_exporter: Literal["", "none", "console", "otlp"] = Field(
+        "",
+        description="the OpenTelemetry standard's name for the exporter: `otlp` or `console` turn traces on "
+        "when `OTEL_TRACES` is empty; `none` or empty: off",
+    )
+    otel_service_name: str = Field(
+        "",
+        max_length=200,
+        description="the traces' `service.name`; empty: `eventcollab`, or `eventcollab-<module>` for a "
+        "process running one module (each process of the distributed topology under its own name)",
+        json_schema_extra=_accepting("any text; empty for the default"),
     )
     gateway_port: Port = Field(
         8080,
@@ -243,10 +272,19 @@ class Settings(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("auth_secret", mode="before")
+    @field_validator("auth_secret", "operator_token", mode="before")
     @classmethod
     def _unset_if_empty(cls, value: object) -> object:
         return _none_if_empty(value)
+
+    @field_validator("operator_token")
+    @classmethod
+    def _header_safe(cls, value: SecretStr | None) -> SecretStr | None:
+        # it travels in an Authorization header and in the page's ?operator= address
+        text = value.get_secret_value() if value is not None else "x"
+        if not all("!" <= ch <= "~" for ch in text):
+            raise ValueError("must be printable ASCII without spaces")
+        return value
 
     @field_validator("bus_url")
     @classmethod
@@ -315,6 +353,12 @@ class Settings(BaseSettings):
         """A copy with ``changes``, checked like any other value (``model_copy`` would not check)."""
         kept = {name: getattr(self, name) for name in self.model_fields_set}
         return self._validated({**kept, **changes}, {})
+
+    @property
+    def traces_exporter(self) -> str:
+        """The exporter tracing uses: ``OTEL_TRACES``, else ``OTEL_TRACES_EXPORTER``; "" = off."""
+        standard = "" if self.otel_traces_exporter == "none" else self.otel_traces_exporter
+        return self.otel_traces or standard
 
     def database_url_for(self, module: str) -> str:
         own: str | None = getattr(self, f"{module}_database_url")

@@ -6,7 +6,7 @@ import contextlib
 import gc
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
@@ -16,6 +16,7 @@ from app.config import Settings
 from app.edge import docs
 from app.edge.asgi import Service
 from app.edge.auth import Auth
+from app.edge.deps import one_value_each
 from app.edge.fastlane import FastLane, FastRoute
 from app.edge.middleware import EdgeMiddleware
 from app.observe import flows, viewer
@@ -54,6 +55,9 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
             yield
         finally:
             await system.stop()
+            tracing = getattr(app.state, "tracing", None)
+            if tracing is not None:
+                tracing.flush()
 
     app = Service(
         title="eventcollab",
@@ -61,6 +65,8 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
         summary="Event collaboration through a message broker: the seed scenario, durable.",
         lifespan=lifespan,
         docs_url=None,  # served by edge.docs: Swagger UI from vendored files, not a CDN
+        redoc_url=None,  # FastAPI's ReDoc page loads its script from a CDN: blank offline
+        dependencies=[Depends(one_value_each)],
     )
     app.state.settings = settings
     app.state.system = system
@@ -85,7 +91,7 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
     app.include_router(viewer.router)
     app.add_middleware(FastLane, routes=fast_routes(settings))
     app.add_middleware(EdgeMiddleware, max_body=settings.max_body_bytes, observers=system.observers)
-    if settings.otel_traces:  # off by default: then no OpenTelemetry code is imported or run
+    if settings.traces_exporter:  # off by default: then no OpenTelemetry code is imported or run
         from app.observe.tracing import install
 
         install(app, settings, system.observers)  # last: its server span is the outermost layer

@@ -1,4 +1,8 @@
-"""Money at the edge: decimals with at most two fraction digits in, integer minor units inside."""
+"""Money at the edge: decimals with at most two fraction digits in, integer minor units inside.
+
+:func:`parse_money` is the one rule; :data:`AMOUNT_SCHEMA` says it in the OpenAPI document (a JSON
+number > 0, at most 1,000,000,000, a multiple of 0.01; or the same as plain decimal text), so a client,
+a generator or a fuzzer knows what is taken before it asks."""
 
 from __future__ import annotations
 
@@ -7,10 +11,29 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 MAX_MINOR = 1_000_000_000 * 100
-_DECIMAL = re.compile(r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*$")
+# what str.strip() takes off, spelled out: every regex engine (ECMA's in a client, Rust's in pydantic,
+# Python's here) then reads the same set, where each one's own \s differs
+WHITESPACE = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# ASCII digits only: Python's \d takes any script's, and Decimal("٣") is 3
+_DECIMAL = re.compile(rf"^[{WHITESPACE}]*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?[{WHITESPACE}]*$")
+# the amounts > 0 and <= 1,000,000,000 with at most two fraction digits, as plain text (what the
+# document shows; parse_money also takes an exponent, e.g. "1E2", and trailing zeros, "1.500")
+AMOUNT_TEXT = (
+    rf"^[{WHITESPACE}]*\+?(0*[1-9][0-9]{{0,8}}(\.[0-9]{{0,2}})?|0*1000000000(\.0{{0,2}})?"
+    rf"|0*\.(0[1-9]|[1-9][0-9]?))[{WHITESPACE}]*$"
+)
+AMOUNT_SCHEMA = {
+    "anyOf": [
+        {"type": "number", "exclusiveMinimum": 0, "maximum": 1_000_000_000, "multipleOf": 0.01},
+        {"type": "string", "pattern": AMOUNT_TEXT, "maxLength": 40},
+    ],
+    "description": "an amount of money: more than 0, at most 1000000000, at most two fraction digits; a "
+    "JSON number or decimal text",
+    "examples": [300, "1000.00"],
+}
 
 
 def parse_money(value: Any) -> int:
@@ -71,7 +94,10 @@ def to_text(minor: int) -> str:
 
 # HTTP bodies: a positive amount in, minor units inside, a JSON number out
 Amount = Annotated[
-    int, BeforeValidator(positive_money), PlainSerializer(to_number, return_type=float, when_used="json")
+    int,
+    BeforeValidator(positive_money),
+    PlainSerializer(to_number, return_type=float, when_used="json"),
+    WithJsonSchema(AMOUNT_SCHEMA, mode="validation"),
 ]
 # replies only: any amount (a balance may be 0)
 Money = Annotated[int, PlainSerializer(to_number, return_type=float, when_used="json")]

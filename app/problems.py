@@ -15,7 +15,9 @@ from starlette.responses import Response
 
 log = logging.getLogger(__name__)
 
-TYPE_BASE = "https://eventcollab.dev/problems/"
+# a namespace the project controls (a URN: RFC 9457 allows a type URI that does not resolve); the types
+# and what each means are listed in docs/problems.md
+TYPE_BASE = "urn:eventcollab:problem:"
 MEDIA_TYPE = "application/problem+json"
 
 
@@ -65,8 +67,8 @@ class ProblemDetails(BaseModel):
 
 _MEANINGS = {
     400: "malformed request: JSON, query or path parameter, header",
-    401: "no valid Bearer token (POST /person/login gives one)",
-    403: "the token is another login's",
+    401: "no valid Bearer token (POST /person/login gives one; the operator endpoints take OPERATOR_TOKEN)",
+    403: "the token is another login's (or a user's, on an operator endpoint)",
     404: "not found (another login's order is not found either)",
     409: "conflicts with the current state",
     413: "body over the size limit",

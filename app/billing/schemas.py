@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, WithJsonSchema, field_validator
 from pydantic.alias_generators import to_camel
 
 from app.edge.fields import Amount, Login, Money
@@ -21,11 +22,24 @@ OPERATION_ALIASES = {
 Kind = Literal["deposit", "withdraw"]
 
 
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+# what the request takes: every alias, in any case (the reply says deposit or withdraw)
+OPERATION_SCHEMA = {
+    "type": "string",
+    "pattern": f"^({'|'.join(_any_case(word) for word in OPERATION_ALIASES)})$",
+    "description": "deposit or withdraw; also refill, top-up, credit, withdrawal, debit; in any case",
+    "examples": ["deposit", "withdraw"],
+}
+
+
 class OperationBody(BaseModel):
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
 
     login: Login
-    operation: Kind
+    operation: Annotated[Kind, WithJsonSchema(OPERATION_SCHEMA, mode="validation")]
     sum: Amount
 
     @field_validator("operation", mode="before")

@@ -7,7 +7,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.bus import new_id
-from app.observe.context import correlation_id
+from app.observe.context import correlation_id, request_login
 from app.observe.observers import HttpExchange, Observers
 from app.problems import problem_response
 
@@ -42,6 +42,7 @@ class EdgeMiddleware:
             await self._too_large(scope, receive, send)
             return
         token = correlation_id.set(cid)
+        for_login = request_login.set("")
         started = False
         status = 500
         seen = 0
@@ -72,12 +73,13 @@ class EdgeMiddleware:
                 await self._too_large(scope, receive, send)
         finally:
             correlation_id.reset(token)
+            login = request_login.get()
+            request_login.reset(for_login)
             if self.observers is not None:
                 route = getattr(scope.get("route"), "path", "")
+                took = time.perf_counter() - clock
                 self.observers.on_http(
-                    HttpExchange(
-                        scope["method"], scope["path"], status, cid, began, time.perf_counter() - clock, route
-                    )
+                    HttpExchange(scope["method"], scope["path"], status, cid, began, took, route, login)
                 )
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:

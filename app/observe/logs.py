@@ -21,6 +21,7 @@ Where the correlation id comes from (``app.observe.context.correlation_id``, a C
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import TextIO
 
@@ -51,6 +52,20 @@ class LibraryNoise(logging.Filter):
             return record.getMessage().startswith("Running ")
         if record.name == "uvicorn.error":
             return not record.getMessage().startswith(UVICORN_START)
+        return True
+
+
+# the flow viewer's operator address, /?operator=<token>: an access log line must not carry the token
+_OPERATOR_TOKEN_IN_QUERY = re.compile(r"([?&]operator=)[^&\s]*")
+
+
+class OperatorTokenHidden(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "uvicorn.access" and isinstance(record.args, tuple):
+            record.args = tuple(
+                _OPERATOR_TOKEN_IN_QUERY.sub(r"\1(hidden)", a) if isinstance(a, str) else a
+                for a in record.args
+            )
         return True
 
 
@@ -97,6 +112,7 @@ def configure(level: str = "info", fmt: str = "json", *, stream: TextIO | None =
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )
+    handler.addFilter(OperatorTokenHidden())
     if level.lower() != "debug":
         handler.addFilter(LibraryNoise())
     root = logging.getLogger()

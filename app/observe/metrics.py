@@ -18,7 +18,9 @@ from prometheus_client.process_collector import ProcessCollector
 from starlette.responses import Response
 
 from app.bus import Envelope
+from app.edge.auth import Operator
 from app.observe.observers import HttpExchange
+from app.problems import declared
 
 # createOrder waits up to ORDER_REPLY_TIMEOUT (5 s) for billing: the top buckets must reach past it
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -188,9 +190,16 @@ class Metrics:
     def router(self) -> APIRouter:
         r = APIRouter()
 
-        @r.get("/metrics", tags=["health"], response_class=Response)
+        @r.get(
+            "/metrics",
+            tags=["health"],
+            response_class=Response,
+            dependencies=[Operator],
+            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}, **declared(401, 403)},
+        )
         async def metrics() -> Response:
-            """Prometheus metrics (text exposition format)."""
+            """Prometheus metrics (text exposition format); the operator's token (a scrape config's
+            ``authorization``)."""
             return Response(await self.exposition(), media_type=CONTENT_TYPE_LATEST)
 
         return r

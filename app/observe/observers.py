@@ -27,6 +27,7 @@ class HttpExchange(NamedTuple):
     started: float  # time.time()
     duration: float  # seconds
     route: str = ""  # the route template, e.g. /order/orders/{order_id}; "" when no route matched
+    login: str = ""  # the login the request was for (app/observe/context.py: request_login); "" for none
 
 
 class Observer(Protocol):

@@ -1,5 +1,7 @@
-"""OpenTelemetry traces, off unless ``OTEL_TRACES`` is set: one trace from an HTTP request through every
-event hop it causes.
+"""OpenTelemetry traces, off unless ``OTEL_TRACES`` (or the standard ``OTEL_TRACES_EXPORTER``) is set: one
+trace from an HTTP request through every event hop it causes. Each process traces under its own
+``service.name`` (:func:`service_name`: ``OTEL_SERVICE_NAME``, else one named for its modules), each
+replica with its own ``service.instance.id``.
 
 - a SERVER span per HTTP request (:class:`TracingMiddleware`, outside the edge middleware so it covers
   it); a ``traceparent`` header from the client is continued;
@@ -15,6 +17,7 @@ app/main.py imports this file only when tracing is on: off, no OpenTelemetry cod
 from __future__ import annotations
 
 import importlib
+import socket
 import sys
 from contextvars import ContextVar
 
@@ -36,7 +39,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.bus import Envelope
-from app.config import Settings
+from app.config import MODULES, Settings
 from app.observe.context import traceparent
 from app.observe.observers import HttpExchange, Observers
 
@@ -68,27 +71,47 @@ def _processor(kind: str) -> tuple[SpanProcessor, InMemorySpanExporter | None]:
         try:
             otlp = importlib.import_module("opentelemetry.exporter.otlp.proto.http.trace_exporter")
         except ImportError as exc:
-            raise ValueError("OTEL_TRACES=otlp needs opentelemetry-exporter-otlp-proto-http") from exc
+            raise ValueError("otlp traces need opentelemetry-exporter-otlp-proto-http") from exc
         exporter = otlp.OTLPSpanExporter()  # OTEL_EXPORTER_OTLP_ENDPOINT and friends from the env
     else:
         raise ValueError(f"unknown OTEL_TRACES={kind!r}: use one of {', '.join(KINDS)}, or leave it empty")
     return BatchSpanProcessor(exporter), None  # exports off the event loop, in the SDK's thread
 
 
+def service_name(settings: Settings) -> str:
+    """``OTEL_SERVICE_NAME``; else ``eventcollab`` for the whole system in one process, and
+    ``eventcollab-<module>`` (``-<module>+<module>``) for a process running fewer: the distributed
+    topology's processes and the chart's pods trace as the services they are."""
+    if settings.otel_service_name:
+        return settings.otel_service_name
+    if set(settings.modules) == set(MODULES):
+        return "eventcollab"
+    return "eventcollab-" + "+".join(settings.modules)
+
+
 class Tracing:
     """The tracer, and the Observer that gives every delivery its span."""
 
     def __init__(self, settings: Settings) -> None:
-        processor, self.memory = _processor(settings.otel_traces)
+        processor, self.memory = _processor(settings.traces_exporter)
+        attributes = {
+            "service.name": service_name(settings),
+            # replicas of one module share the name; the instance tells them apart
+            "service.instance.id": f"{socket.gethostname()}:{settings.port}",
+        }
         # memory is for tests, which build many apps: no exit hook per provider
         self.provider = TracerProvider(
-            resource=Resource.create({"service.name": "eventcollab"}),
-            shutdown_on_exit=self.memory is None,
+            resource=Resource.create(attributes), shutdown_on_exit=self.memory is None
         )
         self.provider.add_span_processor(processor)
         self.tracer = self.provider.get_tracer("eventcollab")
         scheme = settings.bus_url.split(":", 1)[0]
         self.system = {"amqp": "rabbitmq", "amqps": "rabbitmq", "tls": "nats"}.get(scheme, scheme)
+
+    def flush(self) -> None:
+        """Export the spans still waiting in the batch: at shutdown, or the last requests' are lost
+        (the exit hook came too late for them: seen with the console exporter)."""
+        self.provider.force_flush(timeout_millis=5000)
 
     def spans(self) -> tuple[ReadableSpan, ...]:
         """The spans ended so far (``OTEL_TRACES=memory`` only)."""

@@ -1,4 +1,5 @@
-"""Operator endpoints: outbox lag, dead letters and their redrive, the invariant report."""
+"""Operator endpoints: outbox lag, dead letters and their redrive, the invariant report. Each needs the
+operator's token (app/edge/auth.py: 401 without it, 403 for a user's token)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter
 
 from app import problems
+from app.edge.auth import Operator
 from app.ops.invariants import check
 
 if TYPE_CHECKING:
@@ -15,7 +17,7 @@ if TYPE_CHECKING:
 
 
 def router(system: System) -> APIRouter:
-    r = APIRouter(tags=["admin"])
+    r = APIRouter(tags=["admin"], dependencies=[Operator], responses=problems.declared(401, 403))
 
     @r.get("/admin/outbox", tags=["admin"])
     async def outbox() -> dict[str, Any]:

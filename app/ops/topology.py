@@ -43,6 +43,8 @@ class Topology:
     # one signing secret for every process of this topology: a token person issues must be good at
     # every replica; a fresh one per topology, so tokens of an earlier run are not
     auth_secret: str = field(default_factory=lambda: secrets.token_urlsafe(48), repr=False)
+    # one operator token for every process too, so one Prometheus scrape config reaches them all
+    operator_token: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
     broker: str = ""
     # the module processes' LOG_LEVEL: quiet unless the operator asks for more
     log_level: str = "warning"
@@ -62,6 +64,7 @@ class Topology:
             "BUS_NAMESPACE": self.namespace,
             "DATABASE_URL": self.database_url,
             "AUTH_SECRET": self.auth_secret,
+            "OPERATOR_TOKEN": self.operator_token,
             "LOG_LEVEL": self.log_level,
             **self.extra_env,
         }

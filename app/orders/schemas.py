@@ -4,23 +4,53 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, computed_field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, computed_field
 from pydantic.alias_generators import to_camel
 
-from app.edge.fields import Amount, Login, Money
+from app.edge.fields import NOT_BLANK, Amount, Login, Money
 from app.money import to_number
+
+
+def _whole_number(value: object) -> int:
+    """A JSON integer, 3 or 3.0 (one number to JSON and to its schema's "integer"); not "3", not true."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a whole number")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("must be a whole number")
+    return int(value)
 
 
 class Item(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-    quantity: Annotated[int, Field(ge=1, le=1_000_000, strict=True)]
+    name: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NOT_BLANK)
+    ]
+    quantity: Annotated[int, Field(ge=1, le=1_000_000), BeforeValidator(_whole_number)]
     price: Amount
 
 
+_GIVEN: dict[str, Any] = {"not": {"type": "null"}}
+# the document's half of the rule app/orders/service.py order_total keeps: `price` or `items`, not
+# neither. Both are taken when the price is the items' total, which JSON Schema cannot say: it says one
+ONE_OF_PRICE_AND_ITEMS: dict[str, Any] = {
+    "anyOf": [
+        {"required": ["price"], "properties": {"price": _GIVEN}},
+        {"required": ["items"], "properties": {"items": _GIVEN}},
+    ],
+    "not": {"required": ["price", "items"], "properties": {"price": _GIVEN, "items": _GIVEN}},
+    "description": "`price`, or `items` (the price is then their total, at most 1000000000); both only "
+    "when `price` is the items' total",
+}
+
+
 class CreateOrder(BaseModel):
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        json_schema_extra=ONE_OF_PRICE_AND_ITEMS,
+    )
 
     login: Login
     price: Amount | None = None

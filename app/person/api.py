@@ -44,11 +44,12 @@ async def register(body: Register, db: PersonDb, auth: AppAuth) -> Profile:
 )
 async def login(body: Credentials, request: Request, db: PersonDb, auth: AppAuth) -> Token:
     """Exchange a login and password for a Bearer token."""
-    auth.limit_login(body.login, request.client.host if request.client else "unknown")
+    attempt = auth.limit_login(body.login, request.client.host if request.client else "unknown")
     stored = await db.read(service.password_hash, body.login)
     # one answer for an unknown login and a wrong password, after the same work
     if not await auth.check_password(stored, body.password):
         raise Unauthorized("wrong login or password")
+    auth.logged_in(body.login, attempt)
     return Token(access_token=auth.issue(body.login), expires_in=auth.ttl)
 
 

@@ -6,10 +6,18 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, StringConstraints
 from pydantic.alias_generators import to_camel
 
-from app.edge.fields import Login
+from app.edge.fields import NOT_BLANK, WHITESPACE, Login
 
-Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$", max_length=254)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+_NO_AT_OR_SPACE = rf"[^@{WHITESPACE}\ufeff]"  # \ufeff: ECMA's \s has it, so it was refused there too
+Email = Annotated[
+    str,
+    StringConstraints(
+        pattern=rf"^{_NO_AT_OR_SPACE}{{1,64}}@{_NO_AT_OR_SPACE}+\.{_NO_AT_OR_SPACE}+$", max_length=254
+    ),
+]
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=NOT_BLANK)
+]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
 Phone = Annotated[str, StringConstraints(pattern=r"^\+?[0-9 ()-]{3,32}$")]
 

@@ -47,8 +47,8 @@ def fingerprint(body: BaseModel) -> str:
 def check_key(key: str | None) -> str | None:
     if key is None:
         return None
-    if not key or len(key) > MAX_KEY or not key.isprintable():
-        raise BadRequest(f"Idempotency-Key must be 1-{MAX_KEY} printable characters")
+    if not key or len(key) > MAX_KEY or not (key.isascii() and key.isprintable()):
+        raise BadRequest(f"Idempotency-Key must be 1-{MAX_KEY} printable ASCII characters")
     return key
 
 

@@ -221,6 +221,33 @@ def test_urls_reach_every_pod_through_secrets_only(helm: str) -> None:
     assert before != after, "new URLs must roll the pods"
 
 
+def test_the_operator_token_reaches_every_pod_through_the_secret_only(helm: str) -> None:
+    token = "test-only-operator-token-0123456789ab"
+    manifests = render(helm, f"operator.token={token}")
+    assert manifests["Secret", f"{RELEASE}-urls"]["stringData"]["OPERATOR_TOKEN"] == token
+    for module in MODULES:
+        c = container(manifests["Deployment", f"{RELEASE}-{module}"])
+        assert "OPERATOR_TOKEN" not in {e["name"] for e in c["env"]}
+        assert c["envFrom"][0] == {"secretRef": {"name": f"{RELEASE}-urls"}}
+    short = subprocess.run(
+        [
+            helm,
+            "template",
+            RELEASE,
+            str(CHART),
+            "--set",
+            f"auth.secret={AUTH_SECRET}",
+            "--set",
+            "operator.token=x",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert short.returncode != 0 and "operator.token must be at least 32 characters" in short.stderr
+
+
 def test_module_env_wins_over_common_env_and_a_module_can_be_left_out(helm: str) -> None:
     manifests = render(
         helm,

@@ -12,7 +12,7 @@ from app.main import create_app
 from app.messaging.chaos import Chaos, ChaosBus
 from tests.conftest import new_login
 from tests.support.asgi import running
-from tests.support.auth import sign_up
+from tests.support.auth import operator, sign_up
 from tests.support.poll import until
 
 pytestmark = pytest.mark.slow
@@ -49,6 +49,7 @@ async def test_2000_orders_under_chaos_end_terminal_with_clean_invariants(settin
     async with running(app, timeout=30) as client:
         bus = app.state.system.bus
         assert isinstance(bus, ChaosBus)
+        admin = operator(app)
         logins = [new_login("chaos") for _ in range(USERS)]
         auth = dict(await asyncio.gather(*(sign_up(client, login) for login in logins)))
 
@@ -80,7 +81,7 @@ async def test_2000_orders_under_chaos_end_terminal_with_clean_invariants(settin
         assert set(statuses) <= {200, 202}, statuses
 
         async def all_terminal() -> bool:
-            report = (await client.get("/admin/invariants")).json()
+            report = (await client.get("/admin/invariants", headers=admin)).json()
             by_name = {i["name"]: i for i in report["invariants"]}
             figures = by_name["orders paid, rejected or freshly pending"]["figures"]
             return bool(figures["paid"] + figures["rejected"] == ORDERS)
@@ -88,11 +89,11 @@ async def test_2000_orders_under_chaos_end_terminal_with_clean_invariants(settin
         await until(all_terminal, timeout=60, interval=0.2)
 
         async def clean() -> dict[str, object] | None:
-            report: dict[str, object] = (await client.get("/admin/invariants")).json()
+            report: dict[str, object] = (await client.get("/admin/invariants", headers=admin)).json()
             return report if report["ok"] else None
 
         await until(clean, timeout=30, interval=0.2)
-        dead = (await client.get("/admin/deadletters")).json()["deadLetters"]
+        dead = (await client.get("/admin/deadletters", headers=admin)).json()["deadLetters"]
         assert dead == []
         # every kind of fault really happened
         assert all(n > 0 for n in bus.injected.values()), bus.injected

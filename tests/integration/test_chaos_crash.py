@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import new_login
-from tests.support.auth import PASSWORD, bearer
+from tests.support.auth import PASSWORD, bearer, operator_at
 from tests.support.poll import until
 from tests.support.server import Server
 
@@ -153,7 +153,7 @@ async def test_repeated_kill_9_and_crashes_between_commit_and_publish_lose_nothi
         async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as client:
 
             async def settled() -> bool:
-                report = (await client.get("/admin/invariants")).json()
+                report = (await client.get("/admin/invariants", headers=operator_at(data))).json()
                 figures = {i["name"]: i["figures"] for i in report["invariants"]}
                 done = figures["orders paid, rejected or freshly pending"]
                 return bool(done["paid"] + done["rejected"] == ORDERS and report["ok"])

@@ -12,6 +12,7 @@ from app.config import Settings
 from app.main import create_app
 from app.system import System
 from tests.support.asgi import running
+from tests.support.auth import operator
 from tests.support.poll import until
 from tests.support.seed import walk_seed_scenario
 
@@ -34,7 +35,7 @@ def poison() -> Envelope:
 
 
 async def letters(client: httpx.AsyncClient) -> list[dict[str, object]]:
-    r = await client.get("/admin/deadletters")
+    r = await client.get("/admin/deadletters", headers=operator(client.app))  # type: ignore[attr-defined]
     assert r.status_code == 200
     found: list[dict[str, object]] = r.json()["deadLetters"]
     return found
@@ -54,7 +55,7 @@ async def test_poison_event_is_dead_lettered_after_max_attempts_and_the_flow_goe
     assert "amount" in str(letter["error"])
     # the good flow is not blocked by the poison
     await walk_seed_scenario(client)
-    report = (await client.get("/admin/invariants")).json()
+    report = (await client.get("/admin/invariants", headers=operator(client.app))).json()  # type: ignore[attr-defined]
     assert report["ok"], report
 
 
@@ -63,12 +64,13 @@ async def test_redrive_delivers_a_dead_letter_again(poisoned: tuple[httpx.AsyncC
     assert system.bus is not None
     await system.bus.publish(poison())
     first = (await until(lambda: letters(client)))[0]
-    r = await client.post(f"/admin/deadletters/{first['id']}/redrive")
+    admin = operator(client.app)  # type: ignore[attr-defined]
+    r = await client.post(f"/admin/deadletters/{first['id']}/redrive", headers=admin)
     assert r.status_code == 200, r.text
     # still poison: it fails its attempts again and comes back as a second letter
     found = await until(lambda: _at_least(client, 2))
     assert [x["redrivenAt"] is not None for x in found] == [True, False]
-    again = await client.post(f"/admin/deadletters/{first['id']}/redrive")
+    again = await client.post(f"/admin/deadletters/{first['id']}/redrive", headers=admin)
     assert again.status_code == 404
     assert again.headers["content-type"].startswith("application/problem+json")
 

@@ -18,7 +18,7 @@ from app.main import create_app
 from app.observe.flows.recorder import SUBSCRIBER_QUEUE, FlowRecorder
 from app.observe.observers import HttpExchange
 from tests.support.asgi import running
-from tests.support.auth import PASSWORD
+from tests.support.auth import PASSWORD, operator
 from tests.support.poll import until
 from tests.support.seed import walk_seed_scenario
 
@@ -73,28 +73,34 @@ async def test_order_flow_has_the_seed_arrows_in_the_seed_order(client: httpx.As
     sent = tag_requests(client, "seed-order")
     login = await walk_seed_scenario(client)
     paid_order = next(cid for method, path, cid in sent if path == "/order/createOrder")
+    admin = operator(client.app)  # type: ignore[attr-defined]
 
-    text = (await client.get(f"/flows/{paid_order}", params={"format": "sequencediagram"})).text
+    params = {"format": "sequencediagram"}
+    text = (await client.get(f"/flows/{paid_order}", params=params, headers=admin)).text
     lines = text.splitlines()
     assert lines[:6] == PARTICIPANT_LINES
     assert lines[6:] == SEED_ORDER_PAID
 
-    flow = (await client.get(f"/flows/{paid_order}")).json()
+    flow = (await client.get(f"/flows/{paid_order}", headers=admin)).json()
     assert (flow["login"], flow["kind"], flow["outcome"]) == (login, "order", "ok")
     assert {r["correlationId"] for r in flow["records"]} == {paid_order}
     published = [r for r in flow["records"] if r["kind"] == "published"]
     # billing's events were caused by the payment request Order published
     assert published[1]["causationId"] == published[0]["eventId"]
-    listed = (await client.get("/flows", params={"login": login})).json()["flows"]
-    assert [f["kind"] for f in listed] == ["order", "order", "register"]
+    mine = {"login": login, "limit": "1000"}
+    listed = (await client.get("/flows", params=mine, headers=admin)).json()["flows"]
+    assert [f["kind"] for f in listed if f["kind"] in ("order", "register")] == ["order", "order", "register"]
+    # a login request's flow is the login's it authenticated; every later request's, its token's
+    assert {f["kind"] for f in listed} == {"register", "login", "balance", "notices", "operation", "order"}
 
 
 async def test_a_flow_renders_as_mermaid_and_as_the_seeds_syntax(client: httpx.AsyncClient) -> None:
     sent = tag_requests(client, "render")
     await walk_seed_scenario(client)
     register = next(cid for method, path, cid in sent if path == "/person/register")
+    admin = operator(client.app)  # type: ignore[attr-defined]
 
-    mermaid = await client.get(f"/flows/{register}", params={"format": "mermaid"})
+    mermaid = await client.get(f"/flows/{register}", params={"format": "mermaid"}, headers=admin)
     assert mermaid.status_code == 200
     assert mermaid.text.startswith("sequenceDiagram\n    participant Client\n")
     assert "    participant Brocker as Brocker-service\n" in mermaid.text
@@ -103,14 +109,15 @@ async def test_a_flow_renders_as_mermaid_and_as_the_seeds_syntax(client: httpx.A
     assert "    Brocker->>Billing: person.registered.v1\n" in mermaid.text
     assert "    Person-->>Client: 200\n" in mermaid.text
 
-    seq = await client.get(f"/flows/{register}", params={"format": "sequencediagram"})
+    seq = await client.get(f"/flows/{register}", params={"format": "sequencediagram"}, headers=admin)
     assert "Billing-service->Brocker-service: billing.account_created.v1" in seq.text
     assert "Brocker-service->Notification-service: billing.notification_requested.v1" in seq.text
 
-    missing = await client.get("/flows/no-such-flow")
+    missing = await client.get("/flows/no-such-flow", headers=admin)
     assert missing.status_code == 404
     assert missing.headers["content-type"] == "application/problem+json"
-    assert (await client.get(f"/flows/{register}", params={"format": "svg"})).status_code == 400
+    svg = await client.get(f"/flows/{register}", params={"format": "svg"}, headers=admin)
+    assert svg.status_code == 400
 
 
 async def test_no_flow_shows_a_password_or_a_token(client: httpx.AsyncClient) -> None:
@@ -125,13 +132,14 @@ async def test_no_flow_shows_a_password_or_a_token(client: httpx.AsyncClient) ->
     client.event_hooks["request"].append(keep_token)
     await walk_seed_scenario(client)
 
-    flows = (await client.get("/flows", params={"limit": 100})).json()["flows"]
+    admin = operator(client.app)  # type: ignore[attr-defined]
+    flows = (await client.get("/flows", params={"limit": 100}, headers=admin)).json()["flows"]
     recorded = {f["correlationId"] for f in flows}
     logins = {cid for _, path, cid in sent if path == "/person/login"}
     assert tokens and logins and logins <= recorded
     for cid in recorded:
         for params in ({}, {"format": "mermaid"}, {"format": "sequencediagram"}):
-            text = (await client.get(f"/flows/{cid}", params=params)).text
+            text = (await client.get(f"/flows/{cid}", params=params, headers=admin)).text
             assert PASSWORD not in text and not any(token in text for token in tokens), text
 
 
@@ -139,23 +147,26 @@ async def test_a_redelivered_event_shows_up_in_its_flow(settings: Settings) -> N
     chaotic = settings.with_(bus_chaos="seed=1,fail=0.5", bus_max_attempts=20)
     async with system_client(chaotic) as client:
         await walk_seed_scenario(client)
-        assert (await client.get("/flows/chaos")).json()["enabled"] is True
-        flows = (await client.get("/flows", params={"limit": 100})).json()["flows"]
+        admin = operator(client.app)  # type: ignore[attr-defined]
+        assert (await client.get("/flows/chaos", headers=admin)).json()["enabled"] is True
+        flows = (await client.get("/flows", params={"limit": 100}, headers=admin)).json()["flows"]
         retried = [f for f in flows if f["redeliveries"]]
         assert retried, flows
-        flow = (await client.get(f"/flows/{retried[0]['correlationId']}")).json()
+        flow = (await client.get(f"/flows/{retried[0]['correlationId']}", headers=admin)).json()
         again = next(r for r in flow["records"] if r["kind"] == "redelivered")
         assert again["attempt"] > 1
         failed = [r for r in flow["records"] if r["kind"] == "failed" and r["eventId"] == again["eventId"]]
         assert failed and "ChaosFault" in failed[0]["error"]
-        drawn = (await client.get(f"/flows/{retried[0]['correlationId']}", params={"format": "mermaid"})).text
+        params = {"format": "mermaid"}
+        drawn = (await client.get(f"/flows/{retried[0]['correlationId']}", params=params, headers=admin)).text
         assert "(redelivery, attempt" in drawn and "--xBrocker: nack" in drawn
 
 
 async def test_health_admin_and_the_viewer_itself_are_not_recorded(client: httpx.AsyncClient) -> None:
     sent = tag_requests(client, "quiet")
-    for path in ("/health/live", "/flows", "/flows/chaos", "/admin/outbox", "/", "/web/app.js"):
-        assert (await client.get(path)).status_code == 200, path
+    admin = operator(client.app)  # type: ignore[attr-defined]
+    for path in ("/health/live", "/flows", "/flows/chaos", "/admin/outbox", "/metrics", "/", "/web/app.js"):
+        assert (await client.get(path, headers=admin)).status_code == 200, path
     recorder = recorder_of(client.app)  # type: ignore[attr-defined]
     assert not [cid for _, _, cid in sent if recorder.get(cid)]
 
@@ -199,7 +210,8 @@ async def test_the_stream_pushes_each_record_as_it_happens(client: httpx.AsyncCl
         records = []
         # the ASGI transport hands the body over once the stream ends: ``limit`` ends it
         params = {"correlationId": cid, "limit": "4"}
-        async with client.stream("GET", "/flows/stream", params=params) as r:
+        admin = operator(client.app)  # type: ignore[attr-defined]
+        async with client.stream("GET", "/flows/stream", params=params, headers=admin) as r:
             assert r.headers["content-type"].startswith("text/event-stream")
             event = ""
             async for line in r.aiter_lines():

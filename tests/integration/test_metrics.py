@@ -10,7 +10,7 @@ from app.bus import Envelope
 from app.config import MODULES, Settings
 from app.main import create_app
 from tests.support.asgi import running
-from tests.support.auth import sign_up
+from tests.support.auth import operator, sign_up
 from tests.support.poll import until
 from tests.support.seed import walk_seed_scenario
 
@@ -28,7 +28,7 @@ SEED_EVENTS = {
 
 
 async def scrape(client: httpx.AsyncClient) -> Samples:
-    r = await client.get("/metrics")
+    r = await client.get("/metrics", headers=operator(client.app))  # type: ignore[attr-defined]
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("text/plain")
     return {

@@ -21,7 +21,7 @@ from app.messaging.outbox import Relay
 from app.storage.database import Database
 from app.storage.migrate import migrate
 from app.storage.sql import Sql
-from tests.support.auth import sign_up
+from tests.support.auth import operator, sign_up
 from tests.support.pg import fresh_database
 from tests.support.poll import until
 from tests.support.seed import walk_seed_scenario
@@ -42,7 +42,7 @@ async def test_seed_scenario_on_postgresql(pg_url: str) -> None:
     app = create_app(Settings(database_url=pg_url, auth_secret=secrets.token_urlsafe(32), **FAST_HASH))
     async with app.router.lifespan_context(app), client_for(app) as client:
         await walk_seed_scenario(client)
-        report = (await client.get("/admin/invariants")).json()
+        report = (await client.get("/admin/invariants", headers=operator(app))).json()
         assert report["ok"], report
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,10 +16,11 @@ from app.bus import Envelope
 from app.config import Settings
 from app.main import create_app
 from app.observe.observers import HttpExchange
-from app.observe.tracing import Tracing, format_traceparent
+from app.observe.tracing import Tracing, format_traceparent, service_name
 from tests.support.asgi import running
 from tests.support.poll import until
 from tests.support.seed import walk_seed_scenario
+from tests.support.server import Server
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -152,3 +155,46 @@ def test_format_traceparent_is_w3c() -> None:
     context = SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, False, TraceFlags(1))
     span = NonRecordingSpan(context)
     assert format_traceparent(span) == TRACEPARENT
+
+
+def _load(**environ: str) -> Settings:
+    return Settings.load(environ=environ, env_file=None, secrets_dir=None)
+
+
+def test_the_standard_otel_traces_exporter_turns_tracing_on() -> None:
+    assert _load().traces_exporter == ""
+    assert _load(OTEL_TRACES_EXPORTER="none").traces_exporter == ""
+    assert _load(OTEL_TRACES_EXPORTER="console").traces_exporter == "console"
+    assert _load(OTEL_TRACES_EXPORTER="otlp").traces_exporter == "otlp"
+    # the project's own OTEL_TRACES wins over the standard's
+    assert _load(OTEL_TRACES="memory", OTEL_TRACES_EXPORTER="otlp").traces_exporter == "memory"
+    with pytest.raises(ValueError, match="OTEL_TRACES_EXPORTER"):
+        _load(OTEL_TRACES_EXPORTER="jaeger")
+
+
+def test_each_process_traces_under_its_own_service_name(settings: Settings) -> None:
+    assert service_name(settings) == "eventcollab"
+    assert service_name(settings.with_(modules=("orders",))) == "eventcollab-orders"
+    assert service_name(settings.with_(modules=("billing", "orders"))) == "eventcollab-billing+orders"
+    assert service_name(settings.with_(modules=("orders",), otel_service_name="shop")) == "shop"
+    app = create_app(settings.with_(otel_traces="memory", modules=("billing",), port=8112))
+    attributes = tracing_of(app).provider.resource.attributes
+    assert attributes["service.name"] == "eventcollab-billing"
+    assert str(attributes["service.instance.id"]).endswith(":8112")
+
+
+@pytest.mark.slow
+def test_a_module_process_honours_the_standard_variables(tmp_path: Path) -> None:
+    env = {"OTEL_TRACES_EXPORTER": "console", "LOG_LEVEL": "warning"}
+    with Server(tmp_path / "orders", env=env, args=("--modules", "orders")) as server:
+        r = httpx.get(server.base_url + "/order/orders", params={"login": "nobody"}, timeout=5)
+        assert r.status_code == 401
+    # the console exporter writes one JSON object a line; the batch is flushed at shutdown
+    spans = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+    served = [s for s in spans if s["name"] == "GET /order/orders"]
+    assert served, server.log()
+    assert served[0]["resource"]["attributes"]["service.name"] == "eventcollab-orders"
+    with Server(tmp_path / "named", env={**env, "OTEL_SERVICE_NAME": "shop-orders"}) as named:
+        httpx.get(named.base_url + "/health/live", timeout=5)
+    spans = [json.loads(line) for line in named.log().splitlines() if line.startswith("{")]
+    assert spans and {s["resource"]["attributes"]["service.name"] for s in spans} == {"shop-orders"}

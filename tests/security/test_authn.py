@@ -181,15 +181,32 @@ def _assert_limited(r: httpx.Response) -> None:
 
 async def test_logins_are_limited_per_login(limited: Callable[[str], httpx.AsyncClient]) -> None:
     client = limited("10.0.0.1")
-    login, _ = await sign_up(client)  # one attempt: the successful log-in
-    for _ in range(2):
+    login, _ = await sign_up(client)  # a successful log-in: not counted against the login
+    for _ in range(3):
         r = await client.post("/person/login", json={"login": login, "password": "wrong password"})
         assert r.status_code == 401
-    # the right password does not help once the login is over its limit, from any address
-    for c in (client, limited("10.0.0.2")):
+    # the right password does not help once the login is over its limit, from any address (these two
+    # are others: the first has one attempt left of its five, for the last line)
+    for c in (limited("10.0.0.2"), limited("10.0.0.7")):
         _assert_limited(await c.post("/person/login", json={"login": login, "password": PASSWORD}))
     # another login from the first address is still served
     await sign_up(client)
+
+
+async def test_a_successful_login_does_not_count_against_the_login(
+    limited: Callable[[str], httpx.AsyncClient],
+) -> None:
+    # a script logging in more often than the per-login limit (3 a minute here) is never locked out
+    login, _ = await sign_up(limited("10.0.0.5"))
+    for i in range(5):
+        r = await limited(f"10.0.1.{i}").post("/person/login", json={"login": login, "password": PASSWORD})
+        assert r.status_code == 200, r.text
+    # failures still count, and once over the limit even the right password waits
+    client = limited("10.0.0.6")
+    for _ in range(3):
+        r = await client.post("/person/login", json={"login": login, "password": "wrong password"})
+        assert r.status_code == 401
+    _assert_limited(await client.post("/person/login", json={"login": login, "password": PASSWORD}))
 
 
 async def test_logins_are_limited_per_address(limited: Callable[[str], httpx.AsyncClient]) -> None:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import httpx
+from pathlib import Path
 
+import httpx
+from fastapi import FastAPI
+
+from app.config import Settings
+from app.edge.auth import operator_token
 from tests.conftest import new_login
 from tests.support.poll import until
 
@@ -12,6 +17,16 @@ PASSWORD = "correct horse battery staple"
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def operator(app: FastAPI) -> dict[str, str]:
+    """The operator's Authorization header for ``app`` (``client.app`` of tests.support.asgi)."""
+    return bearer(operator_token(app.state.settings))
+
+
+def operator_at(data_dir: Path) -> dict[str, str]:
+    """The operator's Authorization header for a ``python -m app`` serving ``data_dir``."""
+    return bearer(operator_token(Settings(data_dir=data_dir)))
 
 
 async def log_in(client: httpx.AsyncClient, login: str, password: str = PASSWORD) -> dict[str, str]:

@@ -22,8 +22,16 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, data_dir: Path, *, port: int | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+    ) -> None:
         self.data_dir = data_dir
+        self.args = args  # more flags of python -m app, e.g. ("--modules", "orders")
         self.port = port or free_port()
         # argon2 at test cost unless a test says otherwise: no server test is about the hashing cost
         self.env = {**os.environ, "LOG_LEVEL": "warning", **FAST_HASH_ENV, **(env or {})}
@@ -38,7 +46,16 @@ class Server:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app", "--port", str(self.port), "--data-dir", str(self.data_dir)],
+            [
+                sys.executable,
+                "-m",
+                "app",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir),
+                *self.args,
+            ],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -61,7 +61,7 @@ def test_a_system_flag_with_a_command_that_does_not_take_it_is_refused(
 ) -> None:
     code, out, err = run(capsys, "--port", "9000", command)
     assert code == 2 and out == ""
-    assert f"--port: a flag of serve, migrate and check, not of {command}" in err
+    assert f"--port: a flag of serve, migrate, check and operator-token, not of {command}" in err
 
 
 def test_version_is_the_installed_package_version(capsys: pytest.CaptureFixture[str]) -> None:

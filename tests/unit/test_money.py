@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any
 
+import jsonschema_rs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from app.money import MAX_MINOR, parse_money, positive_money, to_number, to_text
+from app.money import AMOUNT_SCHEMA, MAX_MINOR, parse_money, positive_money, to_number, to_text
 
 
 @pytest.mark.parametrize(
@@ -107,3 +111,66 @@ def test_minor_units_are_shown_as_a_json_number_and_as_text(minor: int, number: 
 def test_a_number_shown_parses_back_to_the_same_minor_units(minor: int) -> None:
     assert parse_money(to_number(minor)) == minor
     assert parse_money(to_text(minor)) == minor
+
+
+# -- the document's word for the same rule ------------------------------------------------------
+
+AMOUNT = jsonschema_rs.validator_for(AMOUNT_SCHEMA)
+PLAIN = re.compile(r"^\+?([0-9]+(\.[0-9]{0,2})?|\.[0-9]{1,2})$")  # no exponent, no third fraction digit
+
+
+def _taken(value: Any) -> bool:
+    try:
+        positive_money(value)
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    "value",
+    [0.1, "0.10", 10.1, 700, "700", 0.29, 1.15, "5.", ".5", " 12.34 ", 1_000_000_000, "1000000000.00"],
+)
+def test_the_schema_takes_what_the_app_takes(value: Any) -> None:
+    assert AMOUNT.is_valid(value) and _taken(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        0,
+        "0.00",
+        -1,
+        "-5",
+        0.001,
+        "1.005",
+        0.1 + 0.2,
+        1_000_000_000.01,
+        "abc",
+        "",
+        " ",
+        "1,5",
+        "٣",
+        True,
+        None,
+    ],
+)
+def test_the_schema_refuses_what_the_app_refuses(value: Any) -> None:
+    assert not AMOUNT.is_valid(value) and not _taken(value)
+
+
+@settings(max_examples=2000, deadline=None, derandomize=True)
+@given(
+    st.one_of(
+        st.integers(-10, 2_000_000_000),
+        st.floats(-1e10, 1e10, allow_nan=False),
+        st.decimals(-1e10, 1e10, places=3, allow_nan=False).map(lambda d: float(d)),
+        st.from_regex(r"\A[ +\-]?[0-9]{0,11}(\.[0-9]{0,3})?[ ]?\Z"),
+    )
+)
+def test_what_the_schema_takes_the_app_takes_and_plain_amounts_agree(value: Any) -> None:
+    if AMOUNT.is_valid(value):
+        assert _taken(value), value
+    # numbers, and text without an exponent or a third fraction digit: the two say the same
+    if isinstance(value, int | float) or PLAIN.match(value.strip()):
+        assert AMOUNT.is_valid(value) == _taken(value), value

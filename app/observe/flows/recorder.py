@@ -4,6 +4,12 @@ Every hop (HTTP request and reply, publish, delivery, redelivery, ack, failure, 
 :class:`Hop` in its flow. Callbacks only build a small record, append it and hand it to live
 subscribers (O(1) each, no I/O); ordering and drawing happen when someone reads a flow. Retention is
 bounded: ``flows_max`` flows (oldest evicted first), ``flows_max_hops`` hops per flow.
+
+A flow belongs to a login: the first one its hops name (the token of an HTTP request, the login a login
+request authenticated, or an event's subject). A reader may be limited to one login's flows; a flow
+no login has named yet is only the operator's to see. The correlation id is the client's to choose, so
+a hop naming another login than its flow's is that login's: it goes to a flow of its own under the
+same id, never into the first login's.
 """
 
 from __future__ import annotations
@@ -148,10 +154,12 @@ class Flow:
 
 class Subscriber:
     """One live reader: a bounded queue. When it falls ``SUBSCRIBER_QUEUE`` hops behind it is dropped
-    (its stream ends after what it holds), so a slow reader never blocks the bus or grows memory."""
+    (its stream ends after what it holds), so a slow reader never blocks the bus or grows memory.
+    ``login``: only hops of that login's flows (None: every flow's)."""
 
-    def __init__(self, correlation_id: str | None) -> None:
+    def __init__(self, correlation_id: str | None, login: str | None = None) -> None:
         self.correlation_id = correlation_id
+        self.login = login
         self.queue: asyncio.Queue[Hop] = asyncio.Queue(SUBSCRIBER_QUEUE)
         self.dropped = False
 
@@ -182,7 +190,7 @@ class FlowRecorder:
         route = exchange.route or exchange.path
         module = next((m for p, m in HTTP_MODULES.items() if exchange.path.startswith(p)), "app")
         cid, label = exchange.correlation_id, f"{exchange.method} {exchange.path}"
-        flow = self._flow(cid)
+        flow = self._flow(cid, exchange.login)
         if exchange.started < flow.kind_at:
             flow.kind_at = exchange.started
             flow.kind = KINDS.get((exchange.method, route), route)
@@ -211,8 +219,13 @@ class FlowRecorder:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    def get(self, correlation_id: str) -> Flow | None:
-        return self.flows.get(correlation_id)
+    def get(self, correlation_id: str, login: str | None = None) -> Flow | None:
+        """The flow, if it is ``login``'s (None: whoever's it is, the first login's if several used
+        the id)."""
+        flow = self.flows.get(correlation_id)
+        if flow is not None and login in (None, flow.login):
+            return flow
+        return self.flows.get(_own(correlation_id, login)) if login else None
 
     def recent(self, limit: int, login: str | None = None) -> list[Flow]:
         out: list[Flow] = []
@@ -223,8 +236,8 @@ class FlowRecorder:
                     break
         return out
 
-    def subscribe(self, correlation_id: str | None = None) -> Subscriber:
-        sub = Subscriber(correlation_id)
+    def subscribe(self, correlation_id: str | None = None, login: str | None = None) -> Subscriber:
+        sub = Subscriber(correlation_id, login)
         self.subscribers.add(sub)
         return sub
 
@@ -237,9 +250,8 @@ class FlowRecorder:
         self, kind: str, event: Envelope, module: str, *, error: str = "", duration: float | None = None
     ) -> None:
         cid = event.correlationid or event.causationid or event.id
-        flow = self._flow(cid)
-        if not flow.login and event.subject:
-            flow.login = event.subject  # every event's subject is the login (README, the events table)
+        # every event's subject is the login (README, the events table)
+        flow = self._flow(cid, event.subject)
         hop = Hop(
             next(self._seq),
             time.time(),
@@ -256,12 +268,18 @@ class FlowRecorder:
         )
         self._add(flow, hop)
 
-    def _flow(self, cid: str) -> Flow:
-        flow = self.flows.get(cid)
+    def _flow(self, cid: str, login: str) -> Flow:
+        key = cid
+        flow = self.flows.get(key)
+        if flow is not None and login and flow.login and flow.login != login:
+            key = _own(cid, login)
+            flow = self.flows.get(key)
         if flow is None:
-            flow = self.flows[cid] = Flow(cid)
+            flow = self.flows[key] = Flow(cid)
             if len(self.flows) > self.max_flows:
                 self.flows.popitem(last=False)
+        if not flow.login and login:
+            flow.login = login
         return flow
 
     def _add(self, flow: Flow, hop: Hop) -> None:
@@ -272,13 +290,18 @@ class FlowRecorder:
         if not self.subscribers:
             return  # the usual case: nobody watching live, nothing more to do
         for sub in tuple(self.subscribers):
-            if sub.correlation_id not in (None, hop.correlation_id):
+            if sub.correlation_id not in (None, hop.correlation_id) or sub.login not in (None, flow.login):
                 continue
             try:
                 sub.queue.put_nowait(hop)
             except asyncio.QueueFull:
                 sub.dropped = True
                 self.subscribers.discard(sub)
+
+
+def _own(cid: str, login: str) -> str:
+    # a key no client's correlation id can be: the edge takes only printable ASCII, no newline
+    return f"{cid}\n{login}"
 
 
 def _iso(at: float) -> str:

@@ -1,60 +1,88 @@
-"""The flows over HTTP: recent flows, one flow as JSON or drawn, a live stream of hops (SSE)."""
+"""The flows over HTTP: recent flows, one flow as JSON or drawn, a live stream of hops (SSE).
+
+Each login sees its own flows (its token), the operator every flow (OPERATOR_TOKEN); no token is 401.
+Another login's flow is not found, as another login's order is.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.responses import PlainTextResponse, Response
 
+from app.edge.auth import Auth, FlowsOf, require_self
+from app.edge.fields import LOGIN_PATTERN
 from app.observe.flows.drawing import mermaid, sequencediagram
 from app.observe.flows.recorder import FlowRecorder, Subscriber
-from app.problems import NotFound
+from app.problems import NotFound, declared
 
 if TYPE_CHECKING:
     from app.system import System
+
+CORRELATION_ID = r"^[ -~]{1,64}$"  # what the edge takes as an X-Correlation-ID: printable ASCII
 
 
 def router(recorder: FlowRecorder, system: System) -> APIRouter:
     r = APIRouter(prefix="/flows", tags=["flows"])
 
-    @r.get("")
+    @r.get("", responses=declared(401, 403, s403="`login` names another login than the token's"))
     async def list_flows(
+        mine: FlowsOf,
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-        login: Annotated[str | None, Query(max_length=64)] = None,
+        login: Annotated[str | None, Query(pattern=LOGIN_PATTERN)] = None,
     ) -> dict[str, list[dict[str, Any]]]:
-        """Recent flows (one per correlation id), newest first."""
-        return {"flows": [f.summary() for f in recorder.recent(limit, login)]}
+        """Recent flows (one per correlation id), newest first: your own, or with the operator's token
+        everyone's (``login`` picks one)."""
+        if mine is not None and login is not None:
+            require_self(mine, login)
+        return {"flows": [f.summary() for f in recorder.recent(limit, mine or login)]}
 
-    @r.get("/chaos")
-    async def chaos() -> dict[str, Any]:
+    @r.get("/chaos", responses=declared(401))
+    async def chaos(_: FlowsOf) -> dict[str, Any]:
         """Whether BUS_CHAOS is on (read-only: set it at start-up) and the faults injected so far."""
         spec = system.settings.bus_chaos
         injected = system.chaos.injected if system.chaos is not None else None
         return {"enabled": bool(spec), "spec": spec, "injected": injected}
 
-    @r.get("/stream", response_class=EventSourceResponse)
+    @r.get(
+        "/stream",
+        response_class=EventSourceResponse,
+        responses={200: {"content": {"text/event-stream": {}}}, **declared(401)},
+    )
     async def stream(
-        correlation_id: Annotated[str | None, Query(alias="correlationId", max_length=64)] = None,
+        request: Request,
+        mine: FlowsOf,
+        correlation_id: Annotated[str | None, Query(alias="correlationId", pattern=CORRELATION_ID)] = None,
         limit: Annotated[int | None, Query(ge=1)] = None,
     ) -> EventSourceResponse:
-        """Server-Sent Events: each new hop as it is recorded (``record`` events); ``limit`` ends the
-        stream after that many. A reader that falls far behind is cut off and should reconnect."""
-        sub = recorder.subscribe(correlation_id)
-        return EventSourceResponse(_hops(recorder, sub, limit), ping=15)
+        """Server-Sent Events: each new hop of your flows (everyone's, with the operator's token) as it
+        is recorded (``record`` events); ``limit`` ends the stream after that many. The stream ends
+        after FLOWS_STREAM_SECONDS, and when a user's token expires: reconnect. A reader that falls far
+        behind is cut off and should reconnect too."""
+        auth: Auth = request.app.state.auth
+        ends = time.time() + system.settings.flows_stream_seconds
+        if mine is not None:
+            expires = auth.expires(request.headers.get("authorization", ""))
+            ends = min(ends, expires if expires is not None else ends)
+        sub = recorder.subscribe(correlation_id, mine)
+        return EventSourceResponse(_hops(recorder, sub, limit, ends), ping=15)
 
-    @r.get("/{correlation_id}", responses={404: {"description": "no such flow (or evicted)"}})
+    @r.get("/{correlation_id}", responses=declared(401, 404, s404="no such flow of yours (or evicted)"))
     async def get_flow(
-        correlation_id: str,
+        mine: FlowsOf,
+        correlation_id: Annotated[str, Path(max_length=64)],
         fmt: Annotated[Literal["json", "mermaid", "sequencediagram"], Query(alias="format")] = "json",
     ) -> Response:
         """One flow: its hops as JSON, or drawn as Mermaid or sequencediagram.org text."""
-        flow = recorder.get(correlation_id)
+        flow = recorder.get(correlation_id, mine)
         if flow is None:
-            raise NotFound(f"no flow {correlation_id!r} (never seen, or evicted)")
+            raise NotFound(f"no flow {correlation_id!r} (never seen, evicted, or not yours)")
         if fmt == "mermaid":
             return PlainTextResponse(mermaid(flow))
         if fmt == "sequencediagram":
@@ -65,11 +93,17 @@ def router(recorder: FlowRecorder, system: System) -> APIRouter:
     return r
 
 
-async def _hops(recorder: FlowRecorder, sub: Subscriber, limit: int | None) -> AsyncIterator[ServerSentEvent]:
+async def _hops(
+    recorder: FlowRecorder, sub: Subscriber, limit: int | None, ends: float
+) -> AsyncIterator[ServerSentEvent]:
     sent = 0
     try:
         while limit is None or sent < limit:
-            hop = await sub.next()
+            try:
+                async with asyncio.timeout(ends - time.time()):
+                    hop = await sub.next()
+            except TimeoutError:
+                return
             if hop is None:
                 return
             yield ServerSentEvent(orjson.dumps(hop.as_json()).decode(), event="record", id=str(hop.seq))

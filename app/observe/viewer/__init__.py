@@ -22,8 +22,10 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/")
 async def page() -> FileResponse:
-    """The flow viewer."""
-    return FileResponse(HERE / "index.html", media_type="text/html")
+    """The flow viewer. Its address may carry the operator's token (?operator=): no Referer with it."""
+    return FileResponse(
+        HERE / "index.html", media_type="text/html", headers={"Referrer-Policy": "no-referrer"}
+    )
 
 
 @router.get("/web/{name}")

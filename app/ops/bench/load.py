@@ -58,6 +58,7 @@ async def run(cfg: Config) -> tuple[dict[str, Any], dict[str, Any]]:
             base = own.base_url if own else str(cfg.base_url)
             pid = own.pid if own else cfg.server_pid
             cpu = (lambda: cpu_seconds(pid)) if pid is not None else (lambda: None)
+            operator = _operator(own)
             users = await _prepare(session, base, cfg.clients)
             count = cfg.orders if cfg.orders is not None else None
             await _phase("bare", cfg, count, cfg.bare_duration, bare, cpu, _bare_step(session, base, bare))
@@ -69,9 +70,9 @@ async def run(cfg: Config) -> tuple[dict[str, Any], dict[str, Any]]:
             if own is not None:
                 own.orders_begin()
             await _phase("orders", cfg, count, cfg.duration, orders, cpu, step)
-            settle = await _drain(session, base)
+            settle = await _drain(session, base, operator)
             if own is None:
-                settle["invariants"] = await _invariants_over_http(session, base)
+                settle["invariants"] = await _invariants_over_http(session, base, operator)
         finally:
             if sampler is not None:
                 sampler.cancel()
@@ -327,14 +328,32 @@ async def _settle(
     raise _Failed("still_pending")
 
 
-async def _drain(session: aiohttp.ClientSession, base: str) -> dict[str, Any]:
+def _operator(own: OwnServer | None) -> Headers:
+    """The operator's token for /admin/*: the own server's, else the one the server at --base-url
+    reads (OPERATOR_TOKEN from the environment, .env or /run/secrets, else the data dir's file)."""
+    if own is not None:
+        return {"Authorization": f"Bearer {own.operator_token}"}
+    from app.config import Settings, SettingsError
+    from app.edge.auth import known_operator_token
+
+    try:
+        token = known_operator_token(Settings.load())
+    except SettingsError:
+        token = None
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+async def _drain(session: aiohttp.ClientSession, base: str, operator: Headers) -> dict[str, Any]:
     """Wait (bounded) until every outbox is handed on, so the invariants see a settled system."""
     started = time.monotonic()
     deadline = started + SETTLE_TIMEOUT
     pending = -1
     while time.monotonic() < deadline:
-        async with session.get(base + "/admin/outbox") as r:
+        async with session.get(base + "/admin/outbox", headers=operator) as r:
             modules = (await r.json())["modules"] if r.status == 200 else {}
+        if r.status in (401, 403):
+            print(f"bench: GET /admin/outbox answered {r.status}: {_NO_TOKEN}", file=sys.stderr)
+            break
         pending = sum(int(m["pending"]) for m in modules.values())
         if r.status == 200 and pending == 0:
             break
@@ -342,10 +361,17 @@ async def _drain(session: aiohttp.ClientSession, base: str) -> dict[str, Any]:
     return {"outbox_drained": pending == 0, "drain_s": time.monotonic() - started}
 
 
-async def _invariants_over_http(session: aiohttp.ClientSession, base: str) -> dict[str, Any]:
-    async with session.get(base + "/admin/invariants") as r:
+_NO_TOKEN = "set OPERATOR_TOKEN (or DATA_DIR) to the server's (python -m app operator-token prints it)"
+
+
+async def _invariants_over_http(
+    session: aiohttp.ClientSession, base: str, operator: Headers
+) -> dict[str, Any]:
+    async with session.get(base + "/admin/invariants", headers=operator) as r:
         if r.status != 200:
-            return {"ok": False, "source": "GET /admin/invariants", "violations": [f"HTTP {r.status}"]}
+            hint = f" ({_NO_TOKEN})" if r.status in (401, 403) else ""
+            violation = f"HTTP {r.status}{hint}"
+            return {"ok": False, "source": "GET /admin/invariants", "violations": [violation]}
         report = await r.json()
     return invariant_summary(report, "GET /admin/invariants")
 

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import platform
+import secrets
 import signal
 import socket
 import subprocess
@@ -37,6 +38,8 @@ class OwnServer:
         # a 19 MiB work area while it runs)
         self.rss_orders_max_kib: int | None = None
         self.log_path = data_dir / "server.log"
+        # its /admin endpoints, which the drain polls, need it
+        self.operator_token = secrets.token_urlsafe(32)
 
     @property
     def base_url(self) -> str:
@@ -53,6 +56,7 @@ class OwnServer:
                     **env,
                     "LOG_LEVEL": "warning",
                     "ACCESS_LOG": "0",
+                    "OPERATOR_TOKEN": self.operator_token,
                     # every client logs in once from this one address: the default 100 a minute is for
                     # guessing passwords, not for setting up a benchmark
                     "LOGIN_RATE_PER_ADDRESS": str(max(100, 2 * self.clients)),

@@ -2,11 +2,14 @@
 "use strict";
 
 const $ = (selector) => document.querySelector(selector);
+const OPERATOR_KEY = "eventcollab.operator";
+const STATE_READ = "ui-state-"; // the correlation ids of the page's own reads of balance, orders, notices
 
 const state = {
   login: "",
   password: "", // random per login: the page registers with it, then logs in with it
   token: "", // the Bearer token from the "Log in" step; kept in memory only
+  operator: "", // the operator's token (from ?operator=), kept in sessionStorage: this tab only
   current: "", // the correlation id whose flow is drawn
   stepOf: new Map(), // correlation id -> step name, for the flows this page started
 };
@@ -47,14 +50,61 @@ function debounce(work, wait) {
   };
 }
 
-// Every per-user endpoint wants "Authorization: Bearer <token>"; before "Log in" there is none.
-function authorization() {
-  return state.token ? { Authorization: `Bearer ${state.token}` } : {};
+function bearer(token) {
+  return token ? { Authorization: `Bearer ${token}` } : {};
 }
 
-async function getJson(path) {
-  const response = await fetch(path, { headers: authorization() });
+// Every per-user endpoint wants the login's token; before "Log in" there is none.
+function authorization() {
+  return bearer(state.token);
+}
+
+// The flows are the login's own with its token, everyone's with the operator's.
+function flowsAuthorization() {
+  return bearer(state.operator || state.token);
+}
+
+async function getJson(path, headers = authorization()) {
+  if (!headers.Authorization) return null; // nothing of anyone's is readable without a token
+  const response = await fetch(path, { headers });
   return response.ok ? response.json() : null;
+}
+
+// ---- the operator's token ----------------------------------------------------------------------
+
+// ?operator=<token> (the address the server logs at start): keep it in this tab's sessionStorage and
+// take it out of the address bar at once, so it is not bookmarked, shared or sent as a Referer.
+function takeOperatorToken() {
+  const url = new URL(location.href);
+  const given = url.searchParams.get("operator");
+  if (given) {
+    sessionStorage.setItem(OPERATOR_KEY, given);
+    url.searchParams.delete("operator");
+    history.replaceState(null, "", url.pathname + url.search + url.hash);
+  }
+  state.operator = sessionStorage.getItem(OPERATOR_KEY) || "";
+}
+
+function showViewer() {
+  $("#viewer-mode").textContent = state.operator
+    ? "Operator: every login's flows."
+    : state.token
+      ? `Your flows only (${state.login}).`
+      : "Log in to see your flows.";
+  $("#leave-operator").hidden = !state.operator;
+}
+
+function leaveOperator() {
+  sessionStorage.removeItem(OPERATOR_KEY);
+  state.operator = "";
+  viewerChanged();
+}
+
+function viewerChanged() {
+  showViewer();
+  listen();
+  listSoon();
+  drawSoon();
 }
 
 // ---- steps -------------------------------------------------------------------------------------
@@ -77,12 +127,16 @@ async function runStep(item) {
   });
   const ms = Math.round(performance.now() - started);
   const reply = await response.json().catch(() => ({}));
-  if (name === "login" && response.ok) state.token = reply.accessToken;
+  if (name === "login" && response.ok) {
+    state.token = reply.accessToken;
+    viewerChanged();
+  }
   result.textContent = `${response.status} · ${ms} ms · ${summarize(name, reply)}`;
   result.className = response.ok ? "result ok" : "result failed";
   item.classList.add("done");
   drawSoon();
   refreshSoon();
+  listSoon();
 }
 
 function summarize(name, reply) {
@@ -110,6 +164,7 @@ function showFlow(cid) {
   diagram.dataset.cid = cid;
   diagram.dataset.hops = "0";
   drawSoon();
+  listSoon();
 }
 
 // Draws are chained, so an older, slower draw never overwrites a newer one.
@@ -119,14 +174,25 @@ function draw() {
 
 const drawSoon = debounce(draw, 40);
 
+async function getText(path, headers) {
+  const response = await fetch(path, { headers });
+  return response.ok ? response.text() : "";
+}
+
 async function drawCurrent() {
   const cid = state.current;
   if (!cid) return;
+  const headers = flowsAuthorization();
+  if (!headers.Authorization) {
+    $("#diagram").innerHTML =
+      '<p class="hint">Flows are each login\'s own: "Log in" to see this one.</p>';
+    return;
+  }
   const base = `/flows/${encodeURIComponent(cid)}`;
   const [flow, text, seq] = await Promise.all([
-    getJson(base),
-    fetch(`${base}?format=mermaid`).then((r) => (r.ok ? r.text() : "")),
-    fetch(`${base}?format=sequencediagram`).then((r) => (r.ok ? r.text() : "")),
+    getJson(base, headers),
+    getText(`${base}?format=mermaid`, headers),
+    getText(`${base}?format=sequencediagram`, headers),
   ]);
   if (cid !== state.current || !flow) return; // not recorded yet: the stream will say when it is
   const { svg } = await mermaid.render(`flow-svg-${++renders}`, text);
@@ -137,8 +203,36 @@ async function drawCurrent() {
   $("#seq-text").textContent = seq;
   $("#flow-outcome").textContent =
     `${flow.kind} · ${flow.outcome} · ${Math.round(flow.duration * 1000)} ms · ${flow.hops} hops` +
+    (flow.login ? ` · ${flow.login}` : "") +
     (flow.redeliveries ? ` · ${flow.redeliveries} redeliveries` : "");
 }
+
+// ---- recent flows: yours, or with the operator's token everyone's ------------------------------
+
+let listings = 0;
+
+async function listRecent() {
+  const mine = ++listings;
+  const found = await getJson("/flows?limit=100", flowsAuthorization());
+  if (mine !== listings) return;
+  const flows = (found ? found.flows : []).filter((f) => !f.correlationId.startsWith(STATE_READ));
+  const list = $("#recent");
+  list.replaceChildren(
+    ...flows.slice(0, 15).map((flow) => {
+      const li = document.createElement("li");
+      const button = document.createElement("button");
+      button.type = "button";
+      button.dataset.cid = flow.correlationId;
+      button.textContent = `${flow.kind} · ${flow.login || "no login"} · ${flow.outcome} · ${flow.hops} hops`;
+      button.className = flow.correlationId === state.current ? "current" : "";
+      button.addEventListener("click", () => showFlow(flow.correlationId));
+      li.append(button);
+      return li;
+    }),
+  );
+}
+
+const listSoon = debounce(listRecent, 80);
 
 // ---- balances, orders, notices -----------------------------------------------------------------
 
@@ -147,11 +241,13 @@ let refreshes = 0;
 async function refresh() {
   const mine = ++refreshes;
   const login = encodeURIComponent(state.login);
+  // the page's own reads for these panels are flows too: tagged, so the list of flows leaves them out
+  const tagged = () => ({ ...authorization(), "X-Correlation-ID": `${STATE_READ}${randomHex(12)}` });
   const [account, orders, notices, chaos] = await Promise.all([
-    getJson(`/account/?login=${login}`),
-    getJson(`/order/orders?login=${login}`),
-    getJson(`/notice/notices/?login=${login}`),
-    getJson("/flows/chaos"),
+    getJson(`/account/?login=${login}`, tagged()),
+    getJson(`/order/orders?login=${login}`, tagged()),
+    getJson(`/notice/notices/?login=${login}`, tagged()),
+    getJson("/flows/chaos", flowsAuthorization()),
   ]);
   if (mine !== refreshes) return; // a newer refresh is on its way
   $("#balance").textContent = account ? money(account.balance) : "—";
@@ -192,15 +288,71 @@ function showChaos(chaos) {
 
 // ---- live records ------------------------------------------------------------------------------
 
+// EventSource cannot send an Authorization header, so the stream is read with fetch: a
+// ReadableStream of Server-Sent Events, parsed here, reconnected when it ends (the server ends it
+// after FLOWS_STREAM_SECONDS and when the token expires).
+let listening = null;
+
 function listen() {
-  const stream = new EventSource("/flows/stream");
-  stream.addEventListener("record", (message) => {
-    const record = JSON.parse(message.data);
-    if (record.correlationId === state.current) drawSoon();
-    if (record.subject === state.login || state.stepOf.has(record.correlationId)) refreshSoon();
-  });
-  // a reconnect may have missed records: draw the whole flow again
-  stream.addEventListener("open", drawSoon);
+  if (listening) listening.abort();
+  listening = null;
+  const headers = flowsAuthorization();
+  if (!headers.Authorization) return;
+  listening = new AbortController();
+  follow(headers, listening.signal);
+}
+
+async function follow(headers, signal) {
+  while (!signal.aborted) {
+    try {
+      const response = await fetch("/flows/stream", { headers, signal });
+      if (response.status === 401) return; // the token expired or is wrong: a new login listens again
+      if (response.ok) {
+        drawSoon(); // a reconnect may have missed records: draw the whole flow again
+        listSoon();
+        await readEvents(response.body, onRecord);
+      }
+    } catch (error) {
+      if (signal.aborted) return;
+    }
+    await new Promise((resume) => setTimeout(resume, 1000));
+  }
+}
+
+function onRecord(event, data) {
+  if (event !== "record") return;
+  const record = JSON.parse(data);
+  if (record.correlationId === state.current) drawSoon();
+  if (record.subject === state.login || state.stepOf.has(record.correlationId)) refreshSoon();
+  listSoon();
+}
+
+// The text/event-stream format: "field: value" lines, an event ends at an empty line.
+async function readEvents(body, dispatch) {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  let event = "";
+  let data = [];
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    // a "\r" at the end may be half of a "\r\n": keep it for the next chunk
+    const cut = buffer.endsWith("\r") ? buffer.length - 1 : buffer.length;
+    const lines = buffer.slice(0, cut).split(/\r\n|\r|\n/);
+    buffer = lines.pop() + buffer.slice(cut);
+    for (const line of lines) {
+      if (line === "") {
+        if (data.length) dispatch(event || "message", data.join("\n"));
+        event = "";
+        data = [];
+      } else if (line.startsWith("event:")) {
+        event = line.slice(6).trim();
+      } else if (line.startsWith("data:")) {
+        data.push(line.slice(5).replace(/^ /, ""));
+      }
+    }
+  }
 }
 
 // ---- start -------------------------------------------------------------------------------------
@@ -214,10 +366,12 @@ function newLogin() {
     item.classList.remove("done");
     item.querySelector(".result").textContent = "";
   }
+  viewerChanged();
   refresh();
 }
 
 function start() {
+  takeOperatorToken();
   mermaid.initialize({ startOnLoad: false, theme: "neutral", sequence: { mirrorActors: false } });
   for (const item of document.querySelectorAll("#steps li")) {
     item.querySelector("button").addEventListener("click", () => runStep(item));
@@ -226,8 +380,8 @@ function start() {
     });
   }
   $("#new-login").addEventListener("click", newLogin);
+  $("#leave-operator").addEventListener("click", leaveOperator);
   newLogin();
-  listen();
 }
 
 start();

@@ -18,7 +18,7 @@ FAST_RETRY: dict[str, Any] = {"bus_backoff_base": 0.005, "bus_backoff_cap": 0.05
 # each module's Database opens its own in-memory SQLite (one connection, StaticPool): nothing on disk
 IN_MEMORY = "sqlite+aiosqlite:///:memory:"
 SECRET = "a test-only secret: 64 characters, as many as the generated one.."
-OPERATOR = "a test-only operator token, never generated into a data dir"
+OPERATOR = "test-only-operator-token-never-generated-into-a-data-dir"
 
 
 def memory_settings(data_dir: Path = Path("unused-data-dir"), **changes: Any) -> Settings:

@@ -7,12 +7,14 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DATA_DIR ?= data
 
-.PHONY: install run test lint unit pytest newman fmt clean bench up down
+.PHONY: install run test lint unit pytest newman fmt clean bench up down image lock
 
-$(STAMP): pyproject.toml
+# the versions come from requirements-dev.lock (hashes checked), the package itself without its deps
+$(STAMP): pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --require-hashes -r requirements-dev.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -57,6 +59,22 @@ up: $(STAMP)
 
 down: $(STAMP)
 	$(BIN)/python -m app down
+
+# the lock files: requirements.lock (what the image runs: the package and its otlp extra) and
+# requirements-dev.lock (that plus every extra, at the same versions). `make lock` re-resolves both from
+# pyproject.toml, keeping every pin that still fits; `make lock UPGRADE=1` moves every package to its
+# newest release, `make lock UPGRADE=fastapi` only that one. Then `make install` and `make test`.
+UV_COMPILE = $(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes --native-tls -q \
+	$(if $(filter 1,$(UPGRADE)),--upgrade,$(if $(UPGRADE),--upgrade-package $(UPGRADE)))
+lock: $(STAMP)
+	$(UV_COMPILE) --extra otlp -o requirements.lock
+	$(UV_COMPILE) --extra dev -c requirements.lock -o requirements-dev.lock
+	@echo "locked: $$(grep -c '^[a-z]' requirements.lock) packages for the image, $$(grep -c '^[a-z]' requirements-dev.lock) for development"
+
+# the image eventcollab:<version> and :latest: podman or docker, python:3.11-slim or a Debian base
+# made with mmdebstrap where Docker Hub cannot be reached (deploy/build-image.sh says which)
+image:
+	bash deploy/build-image.sh
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DATA_DIR ?= data
 
-.PHONY: install run test lint unit pytest newman fmt clean bench up down image lock
+.PHONY: install run test lint unit pytest newman fmt clean bench up down status image lock
 
 # the versions come from requirements-dev.lock (hashes checked), the package itself without its deps
 $(STAMP): pyproject.toml requirements-dev.lock
@@ -49,16 +49,24 @@ fmt: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m app bench --clients 64 --duration 20 --markdown docs/benchmarks.md --plot docs/bench-latency.png
 
-# the distributed topology on this machine: each module its own process (two replicas of Order and
-# Billing) over NATS JetStream (or BUS_URL=amqp://guest:guest@127.0.0.1:5672/) and PostgreSQL,
-# behind one gateway on http://127.0.0.1:8080
+# the distributed topology on this machine (app/ops/topology.py): each module its own process (two
+# replicas of Order and Billing), a console for /docs and /admin, over NATS JetStream (or
+# BUS_URL=amqp://guest:guest@127.0.0.1:5672/) and PostgreSQL, behind nginx on http://127.0.0.1:$(UP_PORT)
+# (the processes on the ports after it). The database and the broker namespace are this checkout's own
+# unless DATABASE_URL / BUS_NAMESPACE name others; `make down WIPE=1` drops them as well.
 BUS_URL ?= nats://127.0.0.1:4222
-DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/eventcollab
+DATABASE_URL ?=
+UP_PORT ?= 8080
+UP_REPLICAS ?=
 up: $(STAMP)
-	BUS_URL=$(BUS_URL) DATABASE_URL=$(DATABASE_URL) $(BIN)/python -m app up
+	BUS_URL=$(BUS_URL) DATABASE_URL=$(DATABASE_URL) UP_PORT=$(UP_PORT) UP_REPLICAS=$(UP_REPLICAS) \
+		$(BIN)/python -m app up
 
 down: $(STAMP)
-	$(BIN)/python -m app down
+	$(BIN)/python -m app down $(if $(WIPE),--wipe)
+
+status: $(STAMP)
+	$(BIN)/python -m app status
 
 # the lock files: requirements.lock (what the image runs: the package and its otlp extra) and
 # requirements-dev.lock (that plus every extra, at the same versions). `make lock` re-resolves both from

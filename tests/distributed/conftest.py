@@ -1,6 +1,6 @@
 """The distributed topology per broker: module processes (two replicas of Order and Billing), the
-broker, a fresh PostgreSQL database and the gateway. Skipped, with the command to run, when the broker
-or PostgreSQL is not running."""
+broker, a fresh PostgreSQL database, the console and nginx in front. Skipped, with the command to run,
+when the broker, PostgreSQL or nginx is not there."""
 
 from __future__ import annotations
 
@@ -14,10 +14,9 @@ from uuid import uuid4
 
 import pytest
 
-from app.ops.topology import Topology
+from app.ops.topology import NGINX_INSTALL, Topology, nginx_binary
 from tests.support.pg import PG, reachable
 from tests.support.pg import START as PG_START
-from tests.support.server import free_port
 
 NATS_START = (
     "start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- "
@@ -47,6 +46,8 @@ def topology(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         pytest.skip(f"{broker} is not running on 127.0.0.1:{port}; start it with: {start}")
     if not reachable():
         pytest.skip(f"PostgreSQL is not running on 127.0.0.1:5432; start it with: {PG_START}")
+    if nginx_binary() is None:
+        pytest.skip(f"nginx is not installed: {NGINX_INSTALL}")
     import asyncpg
 
     db = f"ec_{uuid4().hex[:12]}"
@@ -64,10 +65,11 @@ def topology(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         bus_url=url,
         database_url=f"postgresql+asyncpg://{PG}/{db}",
         namespace=f"t{uuid4().hex[:10]}",
-        gateway_port=free_port(),
+        # a base port of its own: nginx on it, the processes on the ports after it; below Linux's
+        # ephemeral range (32768-60999), where outgoing connections would take ports from under it
+        port=random.randrange(110, 320) * 100,
         run_dir=run_dir,
-        port_offset=random.randrange(10, 900) * 10,
-        extra_env={"ORDER_REPLY_TIMEOUT": "5", "BUS_ACK_WAIT": "3"},
+        extra_env={"BUS_ACK_WAIT": "3"},
     )
     t.broker = broker
     try:

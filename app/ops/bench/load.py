@@ -22,6 +22,8 @@ from uuid import uuid4
 import aiohttp
 import orjson
 
+from app.ops.bench.cpu import CpuSampler
+from app.ops.bench.cpu import table as cpu_table
 from app.ops.bench.options import HARD_CAP_SECONDS, Config
 from app.ops.bench.report import invariant_summary, plot, summary, table, write_markdown
 from app.ops.bench.server import READY_TIMEOUT, BenchError, OwnServer, load_average
@@ -47,6 +49,7 @@ async def run(cfg: Config) -> tuple[dict[str, Any], dict[str, Any]]:
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
     bare, orders = Stats(), Stats()
     settle: dict[str, Any] = {}
+    cpu_by_process: dict[str, Any] | None = None
     connector = aiohttp.TCPConnector(limit=cfg.clients)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         sampler: asyncio.Task[None] | None = None
@@ -60,8 +63,12 @@ async def run(cfg: Config) -> tuple[dict[str, Any], dict[str, Any]]:
             count = cfg.orders if cfg.orders is not None else None
             await _phase("bare", cfg, count, cfg.bare_duration, bare, cpu, _bare_step(session, base, bare))
             step = _order_step(session, base, users, cfg.unaffordable, orders)
+            by_process = CpuSampler(cfg.cpu_of) if cfg.cpu_of is not None else None
+            before = by_process.snapshot() if by_process is not None else None
             await _phase("orders", cfg, count, cfg.duration, orders, cpu, step)
-            settle = await _drain(session, base)
+            if by_process is not None and before is not None:
+                cpu_by_process = by_process.report(before, orders.elapsed, orders.done)
+            settle = {**await _drain(session, base), "cpu_by_process": cpu_by_process}
             if own is None:
                 settle["invariants"] = await _invariants_over_http(session, base)
         finally:
@@ -355,6 +362,8 @@ def main(cfg: Config) -> int:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
     print(table(result))
+    if result.get("cpu_by_process"):
+        print(cpu_table(result["cpu_by_process"]))
     if cfg.json_path is not None:
         cfg.json_path.parent.mkdir(parents=True, exist_ok=True)
         cfg.json_path.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))

@@ -40,6 +40,7 @@ class Config:
     markdown_path: Path | None
     plot_path: Path | None
     keep_data: bool
+    cpu_of: Path | None = None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -57,6 +58,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", type=Path, help="write the latency histogram (PNG) here")
     p.add_argument("--allow-remote", action="store_true", help="allow a --base-url that is not this host")
     p.add_argument("--keep-data", action="store_true", help="keep the own server's data directory")
+    p.add_argument(
+        "--cpu-of",
+        type=Path,
+        metavar="RUN_DIR",
+        help="report CPU by process during the orders for the topology `python -m app up` runs from "
+        "RUN_DIR (.run), and for nats-server, PostgreSQL, RabbitMQ and this bench",
+    )
 
 
 def config(a: argparse.Namespace, p: argparse.ArgumentParser) -> Config:
@@ -89,4 +97,5 @@ def config(a: argparse.Namespace, p: argparse.ArgumentParser) -> Config:
         markdown_path=a.markdown,
         plot_path=a.plot,
         keep_data=a.keep_data,
+        cpu_of=a.cpu_of,
     )

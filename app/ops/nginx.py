@@ -53,6 +53,7 @@ class Upstream:
     name: str
     ports: tuple[int, ...]
     prefixes: tuple[str, ...]  # empty: the console, which takes everything no prefix claims
+    host: str = "127.0.0.1"  # compose: the service name, whose address resolves to every replica
 
 
 def _problem_location(status: int, slug: str = "", title: str = "", detail: str = "") -> str:
@@ -90,20 +91,22 @@ def render(
     keepalive: int = 64,
     max_body: int = 1024 * 1024,
     listen: str = "127.0.0.1",
+    error_log: str = "",
+    written_by: str = "`python -m app up` (app/ops/nginx.py) from the topology's layout",
 ) -> str:
     """The whole ``nginx.conf``; nginx runs it as ``nginx -p RUN_DIR -c nginx.conf`` in the foreground
     (``daemon off``), its temporary files, pid and error log inside ``run_dir``."""
     consoles = [u for u in upstreams if not u.prefixes]
     if len(consoles) != 1:
         raise ValueError("exactly one upstream must have no prefixes: the console")
-    run = run_dir.resolve()
+    run = run_dir if run_dir.is_absolute() else run_dir.resolve()
     temp = run / "nginx-temp"
     out = [
-        "# written by `python -m app up` (app/ops/nginx.py) from the topology's layout; do not edit",
+        f"# written by {written_by}; do not edit",
         "daemon off;",
         f"worker_processes {workers};",
         f"pid {run / 'nginx.pid'};",
-        f"error_log {run / 'nginx-error.log'} warn;",
+        f"error_log {error_log or run / 'nginx-error.log'} warn;",
         "events { worker_connections 4096; }",
         "http {",
         "    access_log off;",
@@ -135,7 +138,7 @@ def render(
     for u in upstreams:
         out.append(f"    upstream {u.name} {{")
         # a replica that refused is passed over for 2 s, not tried first by every request meanwhile
-        out += [f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;" for p in u.ports]
+        out += [f"        server {u.host}:{p} max_fails=1 fail_timeout=2s;" for p in u.ports]
         out.append(f"        keepalive {keepalive};")
         out.append("    }")
     out += [
@@ -194,5 +197,30 @@ def _ready_chain(upstreams: Sequence[Upstream]) -> list[str]:
     return lines
 
 
-def upstreams_of(layout: Mapping[str, tuple[tuple[int, ...], tuple[str, ...]]]) -> list[Upstream]:
-    return [Upstream(name, ports, prefixes) for name, (ports, prefixes) in layout.items()]
+COMPOSE_CONF = Path(__file__).resolve().parents[2] / "deploy" / "compose" / "nginx.conf"
+
+
+def compose_conf(prefixes: Mapping[str, tuple[str, ...]], *, read_timeout: float = 15.0) -> str:
+    """compose.yaml's ``nginx.conf``: the same front, the upstreams by service name on port 8000
+    (Docker's and Podman's DNS give every replica's address for a service with ``replicas: 2``)."""
+    upstreams = [Upstream(name, (8000,), paths, host=name) for name, paths in prefixes.items()]
+    return render(
+        port=80,
+        listen="0.0.0.0",
+        upstreams=[*upstreams, Upstream("console", (8000,), (), host="console")],
+        run_dir=Path("/tmp"),
+        read_timeout=read_timeout,
+        error_log="/dev/stderr",
+        written_by="`python -m app.ops.nginx` for compose.yaml (app/ops/nginx.py)",
+    )
+
+
+def main() -> None:
+    """``python -m app.ops.nginx > deploy/compose/nginx.conf``; a unit test fails when they differ."""
+    from app.ops.topology import LAYOUT
+
+    print(compose_conf({m: paths for m, (_, paths) in LAYOUT.items()}), end="")
+
+
+if __name__ == "__main__":
+    main()

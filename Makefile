@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DATA_DIR ?= data
 
-.PHONY: install run test lint unit pytest newman fmt clean bench up down status image lock
+.PHONY: install run test lint unit pytest newman fmt clean bench bench-up up down status image lock
 
 # the versions come from requirements-dev.lock (hashes checked), the package itself without its deps
 $(STAMP): pyproject.toml requirements-dev.lock
@@ -48,6 +48,13 @@ fmt: $(STAMP)
 # the standard benchmark: 64 clients for 20 s against its own server; writes docs/benchmarks.md
 bench: $(STAMP)
 	$(BIN)/python -m app bench --clients 64 --duration 20 --markdown docs/benchmarks.md --plot docs/bench-latency.png
+
+# the distributed benchmark: for each layout a fresh topology behind nginx (ports from 18080), 3 runs of
+# `python -m app bench --cpu-of`, medians and CPU per order by process; writes docs/bench-distributed.md
+BENCH_LAYOUTS ?= --layout "" --layout orders=3,billing=3
+bench-up: $(STAMP)
+	$(BIN)/python -m app.ops.bench.distributed --runs 3 --duration 15 --clients 64 $(BENCH_LAYOUTS) \
+		--markdown docs/bench-distributed.md
 
 # the distributed topology on this machine (app/ops/topology.py): each module its own process (two
 # replicas of Order and Billing), a console for /docs and /admin, over NATS JetStream (or

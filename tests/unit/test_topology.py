@@ -12,7 +12,20 @@ import pytest
 
 from app.__main__ import main
 from app.ops import processes
-from app.ops.topology import CONSOLE, FRONT, STATE, Topology, down, load_state, own_name, status
+from app.ops.topology import (
+    CONSOLE,
+    FRONT,
+    STATE,
+    Topology,
+    TopologyError,
+    down,
+    load_state,
+    own_name,
+    status,
+)
+from tests.support.pg import PG, reachable
+from tests.support.pg import START as PG_START
+from tests.support.server import free_port
 
 
 def test_the_namespace_and_database_are_the_run_directorys_own(tmp_path: Path) -> None:
@@ -111,3 +124,29 @@ def test_up_refuses_a_sqlite_database_and_a_memory_bus(capsys: pytest.CaptureFix
         with pytest.raises(SystemExit) as stop:
             main(["up", *flags])
         assert stop.value.code == 2 and says in capsys.readouterr().err
+
+
+def test_a_failed_up_says_why_and_leaves_no_process_on_record(tmp_path: Path) -> None:
+    nobody = free_port()  # nothing listens there: PostgreSQL "refuses"
+    t = Topology(
+        run_dir=tmp_path, port=free_port(), database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{nobody}/x"
+    )
+    with pytest.raises(TopologyError, match=f"PostgreSQL at 127.0.0.1:{nobody} refused"):
+        t.start()
+    state = load_state(tmp_path)
+    assert state is not None and state["processes"] == []
+
+
+def test_a_failing_migration_shows_its_own_output(tmp_path: Path) -> None:
+    if not reachable():
+        pytest.skip(f"PostgreSQL is not running on 127.0.0.1:5432; start it with: {PG_START}")
+    # a setting the migrate command refuses: its message, not a CalledProcessError, reaches the user
+    t = Topology(
+        run_dir=tmp_path,
+        database_url=f"postgresql+asyncpg://{PG}/postgres",
+        extra_env={"ORDER_REPLY_TIMEOUT": "-1"},
+    )
+    with pytest.raises(TopologyError) as failed:
+        t.migrate()
+    assert "`python -m app migrate` failed (exit 2)" in str(failed.value)
+    assert "ORDER_REPLY_TIMEOUT='-1'" in str(failed.value)

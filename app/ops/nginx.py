@@ -24,6 +24,9 @@ What it does, the same as the chart's Ingress (ingress-nginx) does in a cluster:
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +49,37 @@ DETAIL = {
     503: "the front could not pass the request on",
     504: "the module that serves this path did not answer in time",
 }
+
+
+INSTALL = "apt-get install nginx-light"
+
+
+class FrontError(RuntimeError):
+    """nginx is missing or refuses the config; the message says which and what to do."""
+
+
+def binary() -> str | None:
+    return shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None
+    )
+
+
+def command(conf_text: str, run_dir: Path) -> list[str]:
+    """Write ``conf_text`` to ``run_dir/nginx.conf``, check it with ``nginx -t``, and return the
+    command that runs it in the foreground."""
+    found = binary()
+    if found is None:
+        raise FrontError(f"nginx is not installed: {INSTALL}")
+    run = run_dir.resolve()
+    conf = run / "nginx.conf"
+    conf.write_text(conf_text)
+    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (run / "nginx-temp" / sub).mkdir(parents=True, exist_ok=True)
+    argv = [found, "-e", str(run / "nginx-error.log"), "-p", str(run), "-c", str(conf)]
+    check = subprocess.run([*argv, "-t", "-q"], capture_output=True, text=True, check=False)
+    if check.returncode != 0:
+        raise FrontError(f"nginx refused {conf}:\n{check.stderr.strip()}")
+    return argv
 
 
 @dataclass(frozen=True, slots=True)

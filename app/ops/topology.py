@@ -15,13 +15,11 @@ are this run directory's own (``ec_<checkout>_<hash of the path>``) unless ``BUS
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
 import re
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -34,7 +32,7 @@ from typing import Any
 import httpx
 
 from app.config import MODULES
-from app.ops import nginx, processes
+from app.ops import nginx, processes, resources
 
 # module -> (replicas by default, the path prefixes it serves at the front)
 LAYOUT: dict[str, tuple[int, tuple[str, ...]]] = {
@@ -48,7 +46,6 @@ FRONT = "nginx"
 DEFAULT_BUS = "nats://127.0.0.1:4222"
 PG_SERVER = "postgresql+asyncpg://postgres@127.0.0.1:5432"
 STATE = "topology.json"
-NGINX_INSTALL = "apt-get install nginx-light"
 # createOrder holds its request up to ORDER_REPLY_TIMEOUT before its 202: nginx must wait longer
 READ_TIMEOUT_MARGIN = 10.0
 
@@ -64,12 +61,6 @@ def own_name(run_dir: Path) -> str:
     digest = hashlib.sha256(str(where).encode()).hexdigest()[:8]
     slug = re.sub(r"[^a-z0-9]+", "_", where.parent.name.lower()).strip("_")[:24] or "root"
     return f"ec_{slug}_{digest}"
-
-
-def nginx_binary() -> str | None:
-    return shutil.which("nginx") or next(
-        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None
-    )
 
 
 @dataclass
@@ -163,23 +154,10 @@ class Topology:
         )
 
     def start_front(self) -> None:
-        binary = nginx_binary()
-        if binary is None:
-            raise TopologyError(f"nginx is not installed: {NGINX_INSTALL}")
-        conf = self.run_dir / "nginx.conf"
-        conf.write_text(self.nginx_conf())
-        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-            (self.run_dir / "nginx-temp" / sub).mkdir(parents=True, exist_ok=True)
-        err = str((self.run_dir / "nginx-error.log").resolve())
-        check = subprocess.run(
-            [binary, "-t", "-q", "-e", err, "-p", str(self.run_dir.resolve()), "-c", str(conf.resolve())],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if check.returncode != 0:
-            raise TopologyError(f"nginx refused {conf}:\n{check.stderr.strip()}")
-        argv = [binary, "-e", err, "-p", str(self.run_dir.resolve()), "-c", str(conf.resolve())]
+        try:
+            argv = nginx.command(self.nginx_conf(), self.run_dir)
+        except nginx.FrontError as exc:
+            raise TopologyError(str(exc)) from None
         self._spawn(FRONT, argv, self.port, os.environ)
 
     def migrate(self) -> None:
@@ -211,7 +189,10 @@ class Topology:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         try:
             self.check_ports()
-            ensure_database(self.database_url)
+            try:
+                resources.ensure_database(self.database_url)
+            except ConnectionError as exc:
+                raise TopologyError(str(exc)) from None
             self.migrate()
             for module, ports in self.ports.items():
                 if module != CONSOLE:
@@ -315,32 +296,6 @@ def records_of(state: Mapping[str, Any] | None) -> list[processes.Record]:
     return [processes.Record.load(p) for p in (state or {}).get("processes", [])]
 
 
-def ensure_database(url: str) -> None:
-    """Create the PostgreSQL database named in ``url`` if it does not exist yet."""
-    if not url.startswith("postgresql"):
-        return
-    from sqlalchemy.engine import make_url
-
-    target = make_url(url)
-    admin = target.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-
-    async def create() -> None:
-        import asyncpg
-
-        try:
-            conn = await asyncpg.connect(admin, timeout=5)
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise TopologyError(f"PostgreSQL at {target.host}:{target.port or 5432} refused: {exc}") from None
-        try:
-            exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", target.database)
-            if not exists:
-                await conn.execute(f'CREATE DATABASE "{target.database}"')
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
-
-
 def up(t: Topology) -> None:
     """Start ``t`` and wait until every process is ready, saying so as it goes; exits with a message
     when it is already up or a process fails to start (then everything started is stopped)."""
@@ -384,17 +339,15 @@ def down(run_dir: Path, *, wipe: bool = False) -> str:
 
 
 def _wipe(state: Mapping[str, Any], run_dir: Path) -> list[str]:
-    from app.ops import wipe
-
     out = []
     db = state.get("database_url") or f"{PG_SERVER}/{own_name(run_dir)}"
     if state.get("owns_database", True):
-        out.append(wipe.drop_database(db))
+        out.append(resources.drop_database(db))
     else:
         out.append(f"kept {db}: given by DATABASE_URL, not this checkout's own")
     ns = state.get("namespace") or own_name(run_dir)
     if state.get("owns_namespace", True):
-        out.append(wipe.drop_namespace(state.get("bus_url") or DEFAULT_BUS, ns))
+        out.append(resources.drop_namespace(state.get("bus_url") or DEFAULT_BUS, ns))
     else:
         out.append(f"kept namespace {ns}: given by BUS_NAMESPACE, not this checkout's own")
     return out

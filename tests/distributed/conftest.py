@@ -14,7 +14,8 @@ from uuid import uuid4
 
 import pytest
 
-from app.ops.topology import NGINX_INSTALL, Topology, nginx_binary
+from app.ops import nginx
+from app.ops.topology import Topology
 from tests.support.pg import PG, reachable
 from tests.support.pg import START as PG_START
 
@@ -46,8 +47,8 @@ def topology(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         pytest.skip(f"{broker} is not running on 127.0.0.1:{port}; start it with: {start}")
     if not reachable():
         pytest.skip(f"PostgreSQL is not running on 127.0.0.1:5432; start it with: {PG_START}")
-    if nginx_binary() is None:
-        pytest.skip(f"nginx is not installed: {NGINX_INSTALL}")
+    if nginx.binary() is None:
+        pytest.skip(f"nginx is not installed: {nginx.INSTALL}")
     import asyncpg
 
     db = f"ec_{uuid4().hex[:12]}"

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from app.ops.topology import STATE, Topology, down, ensure_database
+from app.ops.resources import ensure_database
+from app.ops.topology import STATE, Topology, down
 from tests.distributed.conftest import NATS_START, _open
 from tests.support.pg import PG, reachable
 from tests.support.pg import START as PG_START

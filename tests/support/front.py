@@ -12,16 +12,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.ops.nginx import Upstream, render
-from app.ops.topology import NGINX_INSTALL, nginx_binary
+from app.ops.nginx import INSTALL, Upstream, binary, render
 from tests.support.server import free_port
 
 
 def need_nginx() -> str:
-    binary = nginx_binary()
-    if binary is None:
-        pytest.skip(f"nginx is not installed: {NGINX_INSTALL}")
-    return binary
+    found = binary()
+    if found is None:
+        pytest.skip(f"nginx is not installed: {INSTALL}")
+    return found
 
 
 @contextlib.contextmanager
@@ -29,7 +28,7 @@ def front(
     upstreams: Sequence[Upstream], run_dir: Path, *, read_timeout: float = 15.0, timeout: float = 10.0
 ) -> Iterator[str]:
     """Yield the base URL of an nginx routing to ``upstreams``; stopped on exit."""
-    binary = need_nginx()
+    nginx = need_nginx()
     port = free_port()
     run_dir.mkdir(parents=True, exist_ok=True)
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
@@ -37,7 +36,7 @@ def front(
     conf = run_dir / "nginx.conf"
     conf.write_text(render(port=port, upstreams=upstreams, run_dir=run_dir, read_timeout=read_timeout))
     err = str(run_dir / "nginx-error.log")
-    proc = subprocess.Popen([binary, "-e", err, "-p", str(run_dir), "-c", str(conf)])
+    proc = subprocess.Popen([nginx, "-e", err, "-p", str(run_dir), "-c", str(conf)])
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout

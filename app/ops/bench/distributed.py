@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from app.config import replicas_of
-from app.ops import topology, wipe
+from app.ops import resources, topology
 
 DEFAULT_LAYOUTS = ("",)
 
@@ -85,8 +85,8 @@ def run_layout(a: argparse.Namespace, layout: str, index: int) -> dict[str, Any]
                 runs.append(result)
     finally:
         t.stop()
-        print(wipe.drop_database(t.database_url))
-        print(wipe.drop_namespace(t.bus_url, t.namespace))
+        print(resources.drop_database(t.database_url))
+        print(resources.drop_namespace(t.bus_url, t.namespace))
     return {"layout": name, "processes": {m: len(p) for m, p in t.ports.items()}, "runs": runs}
 
 

@@ -1,6 +1,7 @@
-"""``python -m app down --wipe`` (``make down WIPE=1``): drop what a topology kept between runs, its
-PostgreSQL database and its broker namespace (NATS: the streams ``<ns>`` and ``<ns>_DLQ``, with their
-consumers; RabbitMQ: the exchanges and each group's queues, named as in app/messaging/brokers/)."""
+"""What a topology keeps between runs, its PostgreSQL database and its broker namespace: created by
+``python -m app up``, dropped by ``python -m app down --wipe`` (``make down WIPE=1``). The namespace is
+NATS's streams ``<ns>`` and ``<ns>_DLQ`` with their consumers, or RabbitMQ's exchanges and each
+group's queues, named as in app/messaging/brokers/."""
 
 from __future__ import annotations
 
@@ -8,6 +9,34 @@ import asyncio
 import contextlib
 
 from app.config import MODULES
+
+
+def ensure_database(url: str) -> None:
+    """Create the PostgreSQL database named in ``url`` if it does not exist yet."""
+    if not url.startswith("postgresql"):
+        return
+    from sqlalchemy.engine import make_url
+
+    target = make_url(url)
+    admin = target.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+
+    async def create() -> None:
+        import asyncpg
+
+        try:
+            conn = await asyncpg.connect(admin, timeout=5)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise ConnectionError(
+                f"PostgreSQL at {target.host}:{target.port or 5432} refused: {exc}"
+            ) from None
+        try:
+            exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", target.database)
+            if not exists:
+                await conn.execute(f'CREATE DATABASE "{target.database}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
 
 
 def drop_database(url: str) -> str:

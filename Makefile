@@ -51,7 +51,7 @@ bench: $(STAMP)
 
 # the distributed benchmark: for each layout a fresh topology behind nginx (ports from 18080), 3 runs of
 # `python -m app bench --cpu-of`, medians and CPU per order by process; writes docs/bench-distributed.md
-BENCH_LAYOUTS ?= --layout "" --layout orders=3,billing=3
+BENCH_LAYOUTS ?= --layout orders=1,billing=1 --layout "" --layout orders=3,billing=3
 bench-up: $(STAMP)
 	$(BIN)/python -m app.ops.bench.distributed --runs 3 --duration 15 --clients 64 $(BENCH_LAYOUTS) \
 		--markdown docs/bench-distributed.md

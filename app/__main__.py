@@ -89,8 +89,19 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--bus-namespace", help="the broker namespace (default: $BUS_NAMESPACE, else this checkout's own)"
     )
-    up.add_argument("--port", type=int, dest="up_port", help=_env_default("up_port"))
-    up.add_argument("--replicas", dest="up_replicas", metavar="M=N,…", help=_env_default("up_replicas"))
+    up.add_argument(
+        "--port",
+        type=int,
+        dest="up_port",
+        help="nginx's port; the processes take the ports after it (default: $UP_PORT, else 8080)",
+    )
+    up.add_argument(
+        "--replicas",
+        dest="up_replicas",
+        metavar="M=N,…",
+        help="processes per module over the layout's (person 1, billing 2, orders 2, notifications 1), "
+        "e.g. orders=3,billing=3 (default: $UP_REPLICAS)",
+    )
     sub["down"].add_argument(
         "--wipe", action="store_true", help="also drop this checkout's own database and broker namespace"
     )

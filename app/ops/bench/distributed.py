@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 import subprocess
 import sys
@@ -123,7 +124,7 @@ def medians(layout: dict[str, Any]) -> dict[str, Any]:
 def markdown(rows: list[dict[str, Any]], a: argparse.Namespace) -> str:
     out = [
         f"Distributed benchmark: {a.clients} clients, {a.duration:g} s of orders, medians of {a.runs} runs "
-        f"per layout: `python -m app.ops.bench.distributed {' '.join(sys.argv[1:])}`.",
+        f"per layout: `python -m app.ops.bench.distributed {shlex.join(sys.argv[1:])}`.",
         "",
         "| layout | orders/s | p50 ms | p99 ms | runs (orders/s, p99) | load avg before each run "
         "| invariants |",

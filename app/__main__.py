@@ -30,7 +30,7 @@ COMMANDS = {
     "migrate": "bring every module's schema to its newest revision, then exit",
     "check": "read every module's database and report the invariants; exit 1 on a violation",
     "bench": "the load benchmark: closed-loop clients, createOrder to its final answer",
-    "up": "start the distributed topology: each module its own process, one gateway",
+    "up": "start the distributed topology: each module its own process, nginx in front",
     "down": "stop the distributed topology",
     "status": "show the distributed topology's processes",
     "asyncapi": "print the AsyncAPI document generated from the code (or the event map)",
@@ -80,15 +80,33 @@ def parser() -> argparse.ArgumentParser:
 
     sub["bench"].description = options.DESCRIPTION
     options.add_arguments(sub["bench"])
-    from app.ops.topology import DEFAULT_BUS, DEFAULT_DB
+    from app.ops.topology import DEFAULT_BUS, PG_SERVER
 
     up = sub["up"]
     up.add_argument("--bus-url", help=f"the broker (default: $BUS_URL, else {DEFAULT_BUS})")
     up.add_argument(
-        "--database-url", help=f"PostgreSQL for every module (default: $DATABASE_URL, else {DEFAULT_DB})"
+        "--database-url",
+        help=f"PostgreSQL for every module (default: $DATABASE_URL, else {PG_SERVER}/<this checkout's own>)",
     )
-    up.add_argument("--bus-namespace", help=_env_default("bus_namespace"))
-    up.add_argument("--gateway-port", type=int, help=_env_default("gateway_port"))
+    up.add_argument(
+        "--bus-namespace", help="the broker namespace (default: $BUS_NAMESPACE, else this checkout's own)"
+    )
+    up.add_argument(
+        "--port",
+        type=int,
+        dest="up_port",
+        help="nginx's port; the processes take the ports after it (default: $UP_PORT, else 8080)",
+    )
+    up.add_argument(
+        "--replicas",
+        dest="up_replicas",
+        metavar="M=N,…",
+        help="processes per module over the layout's (person 1, billing 2, orders 2, notifications 1), "
+        "e.g. orders=3,billing=3 (default: $UP_REPLICAS)",
+    )
+    sub["down"].add_argument(
+        "--wipe", action="store_true", help="also drop this checkout's own database and broker namespace"
+    )
     for name in ("up", "down", "status"):
         sub[name].add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR, help="pids and logs")
     sub["asyncapi"].add_argument(
@@ -220,6 +238,10 @@ def _serve(settings: Settings) -> None:
         log_level=settings.log_level,
         log_config=None,  # logging is already set up (app/observe/logs.py): uvicorn's lines go through it
         access_log=settings.access_log,
+        # X-Forwarded-For is believed from these peers only: behind nginx the login rate limit then
+        # counts the client's address (tests/integration/test_front.py), and a client cannot pick one
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
     server = Server(config)
     with contextlib.suppress(KeyboardInterrupt):
@@ -297,10 +319,11 @@ def _bench(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 def _topology(p: argparse.ArgumentParser, command: str, args: argparse.Namespace) -> None:
+    from app.config import replicas_of
     from app.ops import topology
 
     if command == "down":
-        print(topology.down(args.run_dir))
+        print(topology.down(args.run_dir, wipe=args.wipe))
         return
     if command == "status":
         print(topology.status(args.run_dir))
@@ -310,19 +333,26 @@ def _topology(p: argparse.ArgumentParser, command: str, args: argparse.Namespace
         bus_url=args.bus_url,
         database_url=args.database_url,
         bus_namespace=args.bus_namespace,
-        gateway_port=args.gateway_port,
+        up_port=args.up_port,
+        up_replicas=args.up_replicas,
     )
     chosen = settings.model_fields_set
     bus_url = settings.bus_url if "bus_url" in chosen else topology.DEFAULT_BUS
     if bus_url.startswith("memory:"):
         _stop(p, "up: the module processes share a broker: --bus-url (BUS_URL) must be nats:// or amqp://")
+    if settings.database_url is not None and not settings.database_url.startswith("postgresql"):
+        _stop(p, "up: the module processes share a database: --database-url must be postgresql+asyncpg://")
     t = topology.Topology(
         bus_url=bus_url,
-        database_url=settings.database_url or topology.DEFAULT_DB,
-        namespace=settings.bus_namespace,
-        gateway_port=settings.gateway_port,
+        database_url=settings.database_url or "",
+        # an explicit namespace is kept; the default one ("eventcollab") would be shared by every run
+        namespace=settings.bus_namespace if "bus_namespace" in chosen else "",
+        port=settings.up_port,
         run_dir=args.run_dir,
+        replicas=replicas_of(settings.up_replicas),
         log_level=settings.log_level if "log_level" in chosen else "warning",
+        order_reply_timeout=settings.order_reply_timeout,
+        front_workers=settings.up_front_workers,
     )
     if settings.auth_secret is not None:  # an operator's secret wins: tokens survive a down and up
         t.auth_secret = settings.auth_secret.get_secret_value()

@@ -45,6 +45,19 @@ DATABASE_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
 BUS_SCHEMES = ("memory://", "nats://", "tls://", "amqp://", "amqps://")
 
 
+def replicas_of(text: str) -> dict[str, int]:
+    """``orders=3,billing=2`` -> ``{"orders": 3, "billing": 2}``; ValueError saying what is wrong."""
+    out: dict[str, int] = {}
+    for item in (i.strip() for i in text.split(",") if i.strip()):
+        name, sep, count = item.partition("=")
+        if not sep or name.strip() not in MODULES or not count.strip().isdigit():
+            raise ValueError(f"{item!r} is not module=N with a module from {', '.join(MODULES)}")
+        if not 1 <= int(count) <= 8:
+            raise ValueError(f"{item!r}: from 1 to 8 processes")
+        out[name.strip()] = int(count)
+    return out
+
+
 class SettingsError(ValueError):
     """Settings the system cannot start with; the message says which, what they got, what they take."""
 
@@ -244,10 +257,34 @@ class Settings(BaseSettings):
         "process running one module (each process of the distributed topology under its own name)",
         json_schema_extra=_accepting("any text; empty for the default"),
     )
-    gateway_port: Port = Field(
-        8080,
-        description="the gateway's port: the distributed topology's one base URL (`python -m app up`)",
+    consume: bool = Field(
+        True,
+        description="`0`: serve HTTP over the modules' databases but consume no event and relay no "
+        "outbox: the distributed topology's console process, behind `/`, `/docs` and `/admin/*` at its "
+        "front",
     )
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        description="addresses whose `X-Forwarded-For`/`-Proto` uvicorn believes (uvicorn's "
+        "`forwarded_allow_ips`): the reverse proxy in front, so the login rate limit counts the client's "
+        "address, not the proxy's",
+        json_schema_extra=_accepting("a comma list of IP addresses and networks (`10.0.0.0/8`); `*`: any"),
+    )
+    # the distributed topology on one machine (`python -m app up`, app/ops/topology.py)
+    up_port: int = Field(
+        8080,
+        ge=1,
+        le=65000,
+        description="`python -m app up`: nginx, the one base URL, listens on this port and the module "
+        "processes on the ones right after it, so one number moves the whole topology",
+    )
+    up_replicas: str = Field(
+        "",
+        description="`python -m app up`: processes per module where the layout's default (person 1, "
+        "billing 2, orders 2, notifications 1) does not suit, e.g. `orders=3,billing=3`",
+        json_schema_extra=_accepting("a comma list of `module=N`, N from 1 to 8"),
+    )
+    up_front_workers: int = Field(1, ge=1, le=16, description="`python -m app up`: nginx worker processes")
 
     @field_validator("modules", mode="before")
     @classmethod
@@ -266,6 +303,25 @@ class Settings(BaseSettings):
         if twice:
             raise ValueError(f"names {', '.join(twice)} more than once")
         return names
+
+    @field_validator("up_replicas")
+    @classmethod
+    def _replicas(cls, value: str) -> str:
+        replicas_of(value)
+        return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _addresses(cls, value: str) -> str:
+        import ipaddress
+
+        for item in (v.strip() for v in value.split(",") if v.strip()):
+            if item != "*":
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError:
+                    raise ValueError(f"{item!r} is neither an IP address nor a network") from None
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

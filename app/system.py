@@ -157,15 +157,17 @@ class System:
         await self.bus.connect()  # a broker bus: fail fast here, not on the first publish
         self.bus.expect_groups(consumers())
         dependencies: dict[str, Any] = {"replies": self.replies}
-        # consumers first, so what the relays publish from an earlier run finds them
-        for name, db in self.dbs.items():
+        # consumers first, so what the relays publish from an earlier run finds them; CONSUME=0 (the
+        # topology's console) neither consumes nor relays: its relays only answer /admin/outbox
+        for name, db in self.dbs.items() if self.settings.consume else ():
             module = MODULES[name]
             for event_type, handler in module.SUBSCRIPTIONS.items():
                 bound = bind(handler, dependencies)
                 await self.bus.subscribe(event_type, name, consume(db, module.messaging.inbox, name, bound))
         for name, db in self.dbs.items():
             relay = Relay(db, self.bus)
-            await relay.start()
+            if self.settings.consume:
+                await relay.start()
             self.relays[name] = relay
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
 

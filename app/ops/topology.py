@@ -1,44 +1,76 @@
 """The distributed topology on one machine: every module its own process (two replicas of Order and
-Billing), a shared broker and PostgreSQL, and the gateway as the one base URL.
+Billing by default), a console process for the docs and the operator endpoints, a shared broker and
+PostgreSQL, and nginx in front as the one base URL (``app/ops/nginx.py`` writes its config from the
+same layout).
 
 ``python -m app up`` starts it in the background and returns once every process is ready;
-``python -m app down`` stops it; ``python -m app status`` shows it. ``make up`` / ``make down`` call these.
+``python -m app down`` stops what it started (``--wipe``: and drops its database and broker
+namespace); ``python -m app status`` says what runs. ``make up`` / ``make down`` call these.
+
+Ports: nginx on ``UP_PORT`` (8080), the processes on the ports after it, so ``UP_PORT=9080`` moves the
+whole topology and two checkouts can run theirs side by side. The broker namespace and the database
+are this run directory's own (``ec_<checkout>_<hash of the path>``) unless ``BUS_NAMESPACE`` /
+``DATABASE_URL`` say otherwise: no run attaches to what another checkout left in a shared broker.
 """
 
 from __future__ import annotations
 
-import asyncio
+import hashlib
 import json
 import os
+import re
 import secrets
-import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-# module -> ports of its replicas; the gateway prefix each serves
-LAYOUT: dict[str, tuple[list[int], str]] = {
-    "person": ([8101], "/person"),
-    "billing": ([8111, 8112], "/account"),
-    "orders": ([8121, 8122], "/order"),
-    "notifications": ([8131], "/notice"),
+from app.config import MODULES
+from app.ops import nginx, processes, resources
+
+# module -> (replicas by default, the path prefixes it serves at the front)
+LAYOUT: dict[str, tuple[int, tuple[str, ...]]] = {
+    "person": (1, ("/person",)),
+    "billing": (2, ("/account",)),
+    "orders": (2, ("/order",)),
+    "notifications": (1, ("/notice",)),
 }
+CONSOLE = "console"  # every module's routes, CONSUME=0: /, /docs, /openapi.json, /flows, /admin/*
+FRONT = "nginx"
 DEFAULT_BUS = "nats://127.0.0.1:4222"
-DEFAULT_DB = "postgresql+asyncpg://postgres@127.0.0.1:5432/eventcollab"
+PG_SERVER = "postgresql+asyncpg://postgres@127.0.0.1:5432"
+STATE = "topology.json"
+# createOrder holds its request up to ORDER_REPLY_TIMEOUT before its 202: nginx must wait longer
+READ_TIMEOUT_MARGIN = 10.0
+
+
+class TopologyError(RuntimeError):
+    """The topology cannot start (or stop) as asked; the message says why and what to do."""
+
+
+def own_name(run_dir: Path) -> str:
+    """``ec_<checkout folder>_<8 hex of the run directory's path>``: a name no other checkout shares,
+    valid as a PostgreSQL database, a NATS stream and a RabbitMQ prefix."""
+    where = run_dir.resolve()
+    digest = hashlib.sha256(str(where).encode()).hexdigest()[:8]
+    slug = re.sub(r"[^a-z0-9]+", "_", where.parent.name.lower()).strip("_")[:24] or "root"
+    return f"ec_{slug}_{digest}"
 
 
 @dataclass
 class Topology:
     bus_url: str = DEFAULT_BUS
-    database_url: str = DEFAULT_DB
-    namespace: str = "eventcollab"
-    gateway_port: int = 8080
+    database_url: str = ""  # empty: PG_SERVER/<own name>
+    namespace: str = ""  # empty: the own name
+    port: int = 8080  # nginx; the processes take the ports after it
     run_dir: Path = Path(".run")
-    port_offset: int = 0
+    replicas: dict[str, int] = field(default_factory=dict)  # module -> count, over LAYOUT's
     extra_env: dict[str, str] = field(default_factory=dict)
     # one signing secret for every process of this topology: a token person issues must be good at
     # every replica; a fresh one per topology, so tokens of an earlier run are not
@@ -48,16 +80,37 @@ class Topology:
     broker: str = ""
     # the module processes' LOG_LEVEL: quiet unless the operator asks for more
     log_level: str = "warning"
+    order_reply_timeout: float = 5.0
+    front_workers: int = 1
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    records: dict[str, processes.Record] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.owns_database = not self.database_url
+        self.owns_namespace = not self.namespace
+        self.database_url = self.database_url or f"{PG_SERVER}/{own_name(self.run_dir)}"
+        self.namespace = self.namespace or own_name(self.run_dir)
+        unknown = set(self.replicas) - set(LAYOUT)
+        if unknown:
+            raise TopologyError(f"no module {', '.join(sorted(unknown))} in the layout")
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.gateway_port}"
+        return f"http://127.0.0.1:{self.port}"
 
-    def port(self, p: int) -> int:
-        return p + self.port_offset
+    @property
+    def ports(self) -> dict[str, list[int]]:
+        """module (and the console) -> the ports of its processes, counted on from ``port``."""
+        out: dict[str, list[int]] = {}
+        nxt = self.port + 1
+        for module, (default, _) in LAYOUT.items():
+            n = self.replicas.get(module, default)
+            out[module] = list(range(nxt, nxt + n))
+            nxt += n
+        out[CONSOLE] = [nxt]
+        return out
 
-    def env(self) -> dict[str, str]:
+    def env(self, **more: str) -> dict[str, str]:
         return {
             **os.environ,
             "BUS_URL": self.bus_url,
@@ -66,58 +119,110 @@ class Topology:
             "AUTH_SECRET": self.auth_secret,
             "OPERATOR_TOKEN": self.operator_token,
             "LOG_LEVEL": self.log_level,
+            "ORDER_REPLY_TIMEOUT": f"{self.order_reply_timeout:g}",
+            # nginx is the peer every process sees: its X-Forwarded-For is believed, nobody else's
+            "FORWARDED_ALLOW_IPS": "127.0.0.1",
             **self.extra_env,
+            **more,
         }
 
-    def start_replica(self, module: str, port: int) -> subprocess.Popen[bytes]:
-        name = f"{module}-{port}"
-        log = (self.run_dir / f"{name}.log").open("ab")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "app", "--modules", module, "--port", str(port)],
-            env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    def _spawn(self, name: str, argv: list[str], port: int, env: Mapping[str, str]) -> None:
+        with (self.run_dir / f"{name}.log").open("ab") as log:
+            proc = subprocess.Popen(
+                argv, env=dict(env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         self.procs[name] = proc
-        return proc
+        self.records[name] = processes.Record.of(name, proc.pid, port)
+        self.save()
+
+    def start_replica(self, module: str, port: int) -> None:
+        argv = [sys.executable, "-m", "app", "--modules", module, "--host", "127.0.0.1", "--port", str(port)]
+        self._spawn(f"{module}-{port}", argv, port, self.env())
+
+    def start_console(self) -> None:
+        [port] = self.ports[CONSOLE]
+        argv = [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(port)]
+        self._spawn(f"{CONSOLE}-{port}", argv, port, self.env(CONSUME="0", MODULES=",".join(MODULES)))
+
+    def nginx_conf(self) -> str:
+        return nginx.render(
+            port=self.port,
+            upstreams=[
+                nginx.Upstream(name, tuple(ports), LAYOUT[name][1] if name in LAYOUT else ())
+                for name, ports in self.ports.items()
+            ],
+            run_dir=self.run_dir,
+            read_timeout=self.order_reply_timeout + READ_TIMEOUT_MARGIN,
+            workers=self.front_workers,
+        )
+
+    def start_front(self) -> None:
+        try:
+            argv = nginx.command(self.nginx_conf(), self.run_dir)
+        except nginx.FrontError as exc:
+            raise TopologyError(str(exc)) from None
+        self._spawn(FRONT, argv, self.port, os.environ)
+
+    def migrate(self) -> None:
+        """One migration run first, so the replicas start on a ready schema (they would wait on the
+        lock); its own output when it fails, not a CalledProcessError."""
+        done = subprocess.run(
+            [sys.executable, "-m", "app", "migrate"], env=self.env(), capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            output = (done.stdout + done.stderr).strip().splitlines()
+            raise TopologyError(
+                f"`python -m app migrate` failed (exit {done.returncode}) on {self.database_url}:\n"
+                + "\n".join(output[-25:])
+            )
+
+    def check_ports(self) -> None:
+        for port in [self.port, *(p for ports in self.ports.values() for p in ports)]:
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    raise TopologyError(
+                        f"port {port} is taken: another topology or server holds it "
+                        f"(UP_PORT={self.port + 1000} moves the whole topology)"
+                    ) from None
 
     def start(self) -> None:
+        """Start every process; on any failure stop what was started and raise."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        ensure_database(self.database_url)
-        # one migration run first, so the replicas start on a ready schema (they would wait on the lock)
-        subprocess.run(
-            [sys.executable, "-m", "app", "migrate"], env=self.env(), check=True, capture_output=True
-        )
-        routes: list[str] = []
-        for module, (ports, prefix) in LAYOUT.items():
-            for p in ports:
-                self.start_replica(module, self.port(p))
-                routes += ["--route", f"{prefix}=http://127.0.0.1:{self.port(p)}"]
-        log = (self.run_dir / "gateway.log").open("ab")
-        self.procs["gateway"] = subprocess.Popen(
-            [sys.executable, "-m", "app.ops.gateway", "--port", str(self.gateway_port), *routes],
-            env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        (self.run_dir / "pids.json").write_text(json.dumps({n: p.pid for n, p in self.procs.items()}))
+        try:
+            self.check_ports()
+            try:
+                resources.ensure_database(self.database_url)
+            except ConnectionError as exc:
+                raise TopologyError(str(exc)) from None
+            self.migrate()
+            for module, ports in self.ports.items():
+                if module != CONSOLE:
+                    for p in ports:
+                        self.start_replica(module, p)
+            self.start_console()
+            self.start_front()
+        except BaseException:
+            self.stop()
+            raise
+
+    def urls(self) -> dict[str, str]:
+        return {name: f"http://127.0.0.1:{r.port}/health/ready" for name, r in self.records.items() if r.port}
 
     def wait_ready(self, timeout: float = 60.0, *, progress: bool = False) -> None:
         deadline = time.monotonic() + timeout
-        urls = {
-            n: f"http://127.0.0.1:{n.rsplit('-', 1)[1]}/health/ready" for n in self.procs if n != "gateway"
-        }
-        urls["gateway"] = self.base_url + "/health/ready"
+        urls = self.urls()
         waiting = set(urls)
         shown = -1
         while waiting:
             for name in sorted(waiting):
                 proc = self.procs.get(name)
                 if proc is not None and proc.poll() is not None:
-                    raise RuntimeError(
-                        f"{name} exited with {proc.returncode}; see {self.run_dir / (name + '.log')}"
+                    log = self.run_dir / ("nginx-error.log" if name == FRONT else name + ".log")
+                    tail = log.read_text(errors="replace").strip().splitlines()[-15:] if log.exists() else []
+                    raise TopologyError(
+                        f"{name} exited with {proc.returncode}; the end of {log}:\n" + "\n".join(tail)
                     )
                 try:
                     if httpx.get(urls[name], timeout=1, trust_env=False).status_code == 200:
@@ -128,98 +233,152 @@ class Topology:
                 shown = len(urls) - len(waiting)
                 print(f"  ready {shown}/{len(urls)}: waiting for {', '.join(sorted(waiting)) or 'nothing'}")
             if waiting and time.monotonic() > deadline:
-                raise RuntimeError(f"not ready within {timeout:.0f}s: {', '.join(sorted(waiting))}")
+                raise TopologyError(f"not ready within {timeout:.0f}s: {', '.join(sorted(waiting))}")
             if waiting:
-                time.sleep(0.2)
+                time.sleep(0.2)  # poll interval within the deadline above
 
-    def stop(self) -> None:
-        stop_pids({n: p.pid for n, p in self.procs.items()})
+    def stop(self) -> list[str]:
+        # the front first: it stops taking requests while the modules finish theirs
+        order = sorted(self.records.values(), key=lambda r: r.name != FRONT)
+        stopped, _ = processes.stop(order)
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.wait(5)
         self.procs.clear()
+        self.records.clear()
+        self.save()
+        return stopped
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "front": self.base_url,
+            "bus_url": self.bus_url,
+            "namespace": self.namespace,
+            "database_url": self.database_url,
+            "owns_database": self.owns_database,
+            "owns_namespace": self.owns_namespace,
+            "processes": [r.dump() for r in self.records.values()],
+        }
+
+    def save(self) -> None:
+        """``topology.json``: what runs (empty once stopped) and what it used, for down and status."""
+        if self.run_dir.is_dir():
+            path = self.run_dir / STATE
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.describe(), indent=2))
+            tmp.replace(path)
 
 
-def stop_pids(pids: dict[str, int], timeout: float = 15.0) -> list[str]:
-    stopped = []
-    for name, pid in pids.items():
-        try:
-            os.kill(pid, signal.SIGTERM)
-            stopped.append(name)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + timeout
-    for pid in pids.values():
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.05)
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
-    return stopped
+def load_state(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / STATE
+    if path.exists():
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
+    legacy = run_dir / "pids.json"  # an older `up` wrote bare pids: checked by command line instead
+    if legacy.exists():
+        pids = json.loads(legacy.read_text())
+        records = [
+            processes.Record(
+                n, int(p), processes.start_ticks(int(p)) if _ours_by_cmdline(int(p)) else -1
+            ).dump()
+            for n, p in pids.items()
+        ]
+        return {"processes": records, "legacy": True}
+    return None
 
 
-def _alive(pid: int) -> bool:
+def _ours_by_cmdline(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        argv = (processes.PROC / str(pid) / "cmdline").read_bytes().split(b"\0")
+    except OSError:
         return False
-    try:
-        # a child of ours that exited is a zombie until reaped
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return True
+    return b"-m" in argv and (b"app" in argv or b"app.ops.gateway" in argv)
 
 
-def ensure_database(url: str) -> None:
-    """Create the PostgreSQL database named in ``url`` if it does not exist yet."""
-    if not url.startswith("postgresql"):
-        return
-    from sqlalchemy.engine import make_url
-
-    target = make_url(url)
-    admin = target.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-
-    async def create() -> None:
-        import asyncpg
-
-        conn = await asyncpg.connect(admin)
-        try:
-            exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", target.database)
-            if not exists:
-                await conn.execute(f'CREATE DATABASE "{target.database}"')
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
+def records_of(state: Mapping[str, Any] | None) -> list[processes.Record]:
+    return [processes.Record.load(p) for p in (state or {}).get("processes", [])]
 
 
 def up(t: Topology) -> None:
     """Start ``t`` and wait until every process is ready, saying so as it goes; exits with a message
     when it is already up or a process fails to start (then everything started is stopped)."""
-    pidfile = t.run_dir / "pids.json"
-    if pidfile.exists() and any(_alive(pid) for pid in json.loads(pidfile.read_text()).values()):
-        sys.exit("already up: run `python -m app down` (`make down`) first")
-    print(f"starting {sum(len(p) for p, _ in LAYOUT.values())} module processes and the gateway")
-    print(f"  bus {t.bus_url}\n  database {t.database_url}")
-    t.start()
+    running = [r for r in records_of(load_state(t.run_dir)) if r.state() == "running"]
+    if running:
+        sys.exit(
+            f"already up ({len(running)} processes, see `python -m app status`): "
+            "run `python -m app down` (`make down`) first"
+        )
+    (t.run_dir / "pids.json").unlink(missing_ok=True)
+    n = sum(len(p) for p in t.ports.values())
+    print(f"starting {n} processes ({n - 1} module replicas and the console) and nginx in front")
+    print(f"  bus {t.bus_url} (namespace {t.namespace})\n  database {t.database_url}")
     try:
+        t.start()
         t.wait_ready(progress=True)
-    except RuntimeError as exc:
+    except (TopologyError, KeyboardInterrupt) as exc:
         t.stop()
-        sys.exit(f"failed: {exc}")
-    print(f"\nup: {t.base_url}  (logs in {t.run_dir}/, stop with `python -m app down`)")
-    for module, (ports, prefix) in LAYOUT.items():
-        print(f"  {prefix:9} -> {module:14} replicas on {', '.join(str(t.port(x)) for x in ports)}")
+        sys.exit(f"failed: {exc}" if isinstance(exc, TopologyError) else "interrupted: stopped it again")
+    print(f"\nup: {t.base_url}  (nginx; logs in {t.run_dir}/, stop with `make down` or `python -m app down`)")
+    for module, ports in t.ports.items():
+        prefixes = ", ".join(LAYOUT[module][1]) if module in LAYOUT else "everything else"
+        print(f"  {prefixes:16} -> {module:14} on {', '.join(map(str, ports))}")
 
 
-def down(run_dir: Path) -> str:
-    """Stop the topology whose pids ``run_dir`` holds; says what it did."""
-    pidfile = run_dir / "pids.json"
-    pids = json.loads(pidfile.read_text()) if pidfile.exists() else {}
-    stopped = stop_pids(pids)
-    pidfile.unlink(missing_ok=True)
-    return f"stopped {len(stopped)} processes" if stopped else "nothing was running"
+def down(run_dir: Path, *, wipe: bool = False) -> str:
+    """Stop the processes ``run_dir``'s topology started (and, with ``wipe``, drop its own database
+    and broker namespace); says what it did."""
+    state = load_state(run_dir)
+    stopped, reused = processes.stop(records_of(state))
+    lines = [f"stopped {len(stopped)} processes" if stopped else "nothing was running"]
+    if reused:
+        lines.append(f"left alone (their pid now belongs to another process): {', '.join(reused)}")
+    (run_dir / "pids.json").unlink(missing_ok=True)
+    if state is not None and not state.get("legacy"):
+        state["processes"] = []
+        (run_dir / STATE).write_text(json.dumps(state, indent=2))
+    if wipe:
+        lines += _wipe(state or {}, run_dir)
+    return "\n".join(lines)
+
+
+def _wipe(state: Mapping[str, Any], run_dir: Path) -> list[str]:
+    out = []
+    db = state.get("database_url") or f"{PG_SERVER}/{own_name(run_dir)}"
+    if state.get("owns_database", True):
+        out.append(resources.drop_database(db))
+    else:
+        out.append(f"kept {db}: given by DATABASE_URL, not this checkout's own")
+    ns = state.get("namespace") or own_name(run_dir)
+    if state.get("owns_namespace", True):
+        out.append(resources.drop_namespace(state.get("bus_url") or DEFAULT_BUS, ns))
+    else:
+        out.append(f"kept namespace {ns}: given by BUS_NAMESPACE, not this checkout's own")
+    return out
 
 
 def status(run_dir: Path) -> str:
-    pidfile = run_dir / "pids.json"
-    pids: dict[str, int] = json.loads(pidfile.read_text()) if pidfile.exists() else {}
-    lines = [f"{name:22} pid {pid:<8} {'running' if _alive(pid) else 'gone'}" for name, pid in pids.items()]
-    return "\n".join(lines) if pids else "not running"
+    state = load_state(run_dir)
+    records = records_of(state)
+    if not records:
+        last = (
+            f" (last: {state['front']}, database {state['database_url']})"
+            if state and "front" in state
+            else ""
+        )
+        return "not running" + last
+    lines = []
+    if state and "front" in state:
+        lines.append(f"front {state['front']}  bus {state['bus_url']} ({state['namespace']})")
+        lines.append(f"database {state['database_url']}")
+    for r in records:
+        st = r.state()
+        ready = ""
+        if st == "running" and r.port:
+            try:
+                code = httpx.get(f"http://127.0.0.1:{r.port}/health/ready", timeout=1, trust_env=False)
+                ready = "ready" if code.status_code == 200 else f"not ready ({code.status_code})"
+            except httpx.HTTPError as exc:
+                ready = f"not answering ({type(exc).__name__})"
+        port = f"port {r.port}" if r.port else ""
+        lines.append(f"{r.name:22} pid {r.pid:<8} {port:11} {st:10} {ready}")
+    return "\n".join(lines)

@@ -1,6 +1,10 @@
 """The Helm chart in deploy/helm. Always: values.yaml defines every value the templates read. With a
-``helm`` binary: ``helm lint --strict`` passes and ``helm template`` renders one Deployment and Service
-per module, the Ingress on arch.homework, and the migration hook, checked here as parsed manifests."""
+``helm`` binary: ``helm lint --strict`` passes, and ``helm template`` renders, in one install, NATS
+(JetStream on a file store, fsync on every write) and PostgreSQL, one Deployment and Service per
+module, the Ingress on arch.homework, the migration hook, the PodDisruptionBudgets and the ``helm
+test`` pod, checked here as parsed manifests, with the chart's own servers and with external ones;
+values.schema.json refuses what cannot work; with kubernetes-validate, every rendered object matches
+the Kubernetes schemas strictly."""
 
 from __future__ import annotations
 
@@ -73,16 +77,6 @@ def test_values_give_each_module_its_replicas_and_seed_path() -> None:
     assert {p: m for m, v in modules.items() for p in v["paths"]} == SEED_PATHS
 
 
-def test_nats_values_fsync_every_acknowledged_write() -> None:
-    jetstream = load(HELM_DIR / "nats-values.yaml")["config"]["jetstream"]
-    assert (
-        jetstream["enabled"]
-        and jetstream["fileStore"]["enabled"]
-        and jetstream["fileStore"]["pvc"]["enabled"]
-    )
-    assert jetstream["merge"]["sync_interval"] == "always"
-
-
 @pytest.fixture(scope="session")
 def helm(tmp_path_factory: pytest.TempPathFactory) -> str:
     for candidate in (os.environ.get("HELM"), shutil.which("helm")):
@@ -101,12 +95,16 @@ def helm(tmp_path_factory: pytest.TempPathFactory) -> str:
     )
 
 
-@cache
-def render(helm: str, *sets: str) -> Manifests:
+def template(helm: str, *sets: str) -> subprocess.CompletedProcess[str]:
     args = [helm, "template", RELEASE, str(CHART), "--namespace", NAMESPACE]
     for s in (f"auth.secret={AUTH_SECRET}", *sets):
         args += ["--set", s]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
+
+
+@cache
+def render(helm: str, *sets: str) -> Manifests:
+    done = template(helm, *sets)
     assert done.returncode == 0, done.stderr
     docs = [d for d in yaml.safe_load_all(done.stdout) if d]
     manifests = {(d["kind"], d["metadata"]["name"]): d for d in docs}
@@ -120,9 +118,23 @@ def container(manifest: dict[str, Any]) -> dict[str, Any]:
     return containers[0]
 
 
-def test_helm_lint_passes_strict(helm: str) -> None:
+@pytest.mark.parametrize(
+    "sets",
+    [
+        (),
+        (
+            "nats.enabled=false",
+            "bus.url=nats://n:4222",
+            "postgresql.enabled=false",
+            "database.url=postgresql+asyncpg://u@d/e",
+        ),
+    ],
+    ids=["defaults", "external-services"],
+)
+def test_helm_lint_passes_strict(helm: str, sets: tuple[str, ...]) -> None:
+    extra = [a for s in sets for a in ("--set", s)]
     done = subprocess.run(
-        [helm, "lint", "--strict", str(CHART), "--set", f"auth.secret={AUTH_SECRET}"],
+        [helm, "lint", "--strict", str(CHART), "--set", f"auth.secret={AUTH_SECRET}", *extra],
         capture_output=True,
         text=True,
         timeout=60,
@@ -173,7 +185,8 @@ def test_ingress_sends_each_seed_path_to_the_module_that_serves_it(helm: str) ->
 
 
 def test_migration_runs_before_install_and_upgrade_after_its_secret(helm: str) -> None:
-    manifests = render(helm)
+    # with an external database (with the chart's own, the job runs post-install: tested below)
+    manifests = render(helm, "postgresql.enabled=false", "database.url=postgresql+asyncpg://u:p@db/ec")
     job = manifests["Job", f"{RELEASE}-migrate"]
     secret = manifests["Secret", f"{RELEASE}-urls"]
     for hook in (job, secret):
@@ -192,8 +205,8 @@ def test_urls_reach_every_pod_through_secrets_only(helm: str) -> None:
     manifests = render(helm)
     assert manifests["Secret", f"{RELEASE}-urls"]["stringData"] == {
         "AUTH_SECRET": AUTH_SECRET,
-        "BUS_URL": "nats://nats:4222",
-        "DATABASE_URL": "postgresql+asyncpg://eventcollab:eventcollab@postgres:5432/eventcollab",
+        "BUS_URL": f"nats://{RELEASE}-nats:4222",
+        "DATABASE_URL": f"postgresql+asyncpg://eventcollab:eventcollab@{RELEASE}-postgresql:5432/eventcollab",
     }
     for module in MODULES:
         c = container(manifests["Deployment", f"{RELEASE}-{module}"])
@@ -201,11 +214,15 @@ def test_urls_reach_every_pod_through_secrets_only(helm: str) -> None:
         assert c["envFrom"] == [{"secretRef": {"name": f"{RELEASE}-urls"}}]
 
     own = render(
-        helm, "database.urls.billing=postgresql+asyncpg://b@db/billing", "existingSecret=mine", "bus.url="
+        helm,
+        "database.urls.billing=postgresql+asyncpg://b@db/billing",
+        "existingSecret=mine",
+        "nats.enabled=false",
+        "bus.url=",
     )
     assert own["Secret", f"{RELEASE}-urls"]["stringData"] == {
         "AUTH_SECRET": AUTH_SECRET,
-        "DATABASE_URL": "postgresql+asyncpg://eventcollab:eventcollab@postgres:5432/eventcollab",
+        "DATABASE_URL": f"postgresql+asyncpg://eventcollab:eventcollab@{RELEASE}-postgresql:5432/eventcollab",
         "BILLING_DATABASE_URL": "postgresql+asyncpg://b@db/billing",
     }
     # the user's Secret comes last: for a key in both, the later envFrom source wins
@@ -248,6 +265,85 @@ def test_the_operator_token_reaches_every_pod_through_the_secret_only(helm: str)
     assert short.returncode != 0 and "operator.token must be at least 32 characters" in short.stderr
 
 
+def test_one_install_brings_nats_with_jetstream_on_disk_and_postgresql(helm: str) -> None:
+    manifests = render(helm)
+    nats = manifests["StatefulSet", f"{RELEASE}-nats"]
+    conf = manifests["ConfigMap", f"{RELEASE}-nats"]["data"]["nats.conf"]
+    # file storage on the StatefulSet's volume, fsynced before every acknowledgement
+    assert "store_dir: /data" in conf and "sync_interval: always" in conf
+    [claim] = nats["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "data"
+    mounts = {m["name"]: m["mountPath"] for m in container(nats)["volumeMounts"]}
+    assert mounts["data"] == "/data"
+    assert container(nats)["readinessProbe"]["httpGet"]["path"] == "/healthz?js-enabled-only=true"
+    assert manifests["Service", f"{RELEASE}-nats"]["spec"]["ports"][0]["port"] == 4222
+    pg = manifests["StatefulSet", f"{RELEASE}-postgresql"]
+    assert container(pg)["envFrom"] == [{"secretRef": {"name": f"{RELEASE}-postgresql"}}]
+    assert manifests["Service", f"{RELEASE}-postgresql"]["spec"]["ports"][0]["port"] == 5432
+    # the chart's own PostgreSQL does not exist before the install: the migration runs after it
+    job = manifests["Job", f"{RELEASE}-migrate"]
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,pre-upgrade"
+
+
+def test_external_broker_and_database_replace_the_charts_own(helm: str) -> None:
+    bus, db = "amqp://u:p@rabbitmq:5672/", "postgresql+asyncpg://u:p@db.example:5432/ec"
+    manifests = render(
+        helm, "nats.enabled=false", f"bus.url={bus}", "postgresql.enabled=false", f"database.url={db}"
+    )
+    kinds = {kind for kind, _ in manifests}
+    assert "StatefulSet" not in kinds and "ConfigMap" not in kinds
+    assert manifests["Secret", f"{RELEASE}-urls"]["stringData"] == {
+        "AUTH_SECRET": AUTH_SECRET,
+        "BUS_URL": bus,
+        "DATABASE_URL": db,
+    }
+    job = manifests["Job", f"{RELEASE}-migrate"]
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    refused = template(helm, "nats.enabled=false")
+    assert refused.returncode != 0 and "bus.url is required when nats.enabled=false" in refused.stderr
+    refused = template(helm, "postgresql.enabled=false")
+    assert refused.returncode != 0 and "database.url is required" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("auth.secret=too-short", "auth.secret"),
+        ("modules.orders.replicas=0", "modules.orders.replicas"),
+        ("bus.url=memory://", "bus.url"),
+        ("database.url=sqlite+aiosqlite:///x.db", "database.url"),
+        ("database.urls.billing=mysql://db/x", "database.urls.billing"),
+        ("modules.orders.replica=3", "replica"),
+    ],
+)
+def test_the_values_schema_refuses_what_cannot_work(helm: str, value: str, says: str) -> None:
+    done = template(helm, value)
+    assert done.returncode != 0
+    assert "don't meet the specifications of the schema" in done.stderr and says in done.stderr
+
+
+def test_two_replica_modules_get_a_disruption_budget(helm: str) -> None:
+    manifests = render(helm)
+    budgets = {name: m for (kind, name), m in manifests.items() if kind == "PodDisruptionBudget"}
+    assert set(budgets) == {f"{RELEASE}-billing", f"{RELEASE}-orders"}
+    for name, budget in budgets.items():
+        assert budget["spec"]["maxUnavailable"] == 1
+        deployment = manifests["Deployment", name]
+        assert budget["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    fewer = render(helm, "modules.orders.replicas=1")
+    assert ("PodDisruptionBudget", f"{RELEASE}-orders") not in fewer
+
+
+def test_helm_test_asks_every_module_service_for_readiness(helm: str) -> None:
+    pod = render(helm)["Pod", f"{RELEASE}-test-ready"]
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert pod["spec"]["restartPolicy"] == "Never"
+    args = container({"spec": {"template": pod}})["command"][3:]
+    assert args == [f"http://{RELEASE}-{m}:80/health/ready" for m in sorted(MODULES)]
+    services = {name for kind, name in render(helm) if kind == "Service"}
+    assert {a.split("/")[2].split(":")[0] for a in args} <= services
+
+
 def test_module_env_wins_over_common_env_and_a_module_can_be_left_out(helm: str) -> None:
     manifests = render(
         helm,
@@ -285,7 +381,28 @@ def test_pods_run_as_the_images_non_root_user_on_a_read_only_root(helm: str) -> 
     assert "--uid 10001" in dockerfile and "USER 10001" in dockerfile
 
 
-def test_rendered_manifests_match_the_kubernetes_schemas(helm: str) -> None:
-    kv = pytest.importorskip("kubernetes_validate", reason="pip install kubernetes-validate to check schemas")
-    for manifest in render(helm, "database.urls.orders=postgresql+asyncpg://o@db/orders").values():
-        kv.validate(manifest, "1.30.0", strict=True)
+@pytest.mark.parametrize(
+    "sets",
+    [
+        (),
+        ("database.urls.orders=postgresql+asyncpg://o@db/orders",),
+        (
+            "nats.enabled=false",
+            "bus.url=nats://nats.example:4222",
+            "postgresql.enabled=false",
+            "database.url=postgresql+asyncpg://u:p@db.example/ec",
+        ),
+    ],
+    ids=["defaults", "own-database-for-orders", "external-services"],
+)
+def test_rendered_manifests_match_the_kubernetes_schemas_strictly(helm: str, sets: tuple[str, ...]) -> None:
+    kv = pytest.importorskip(
+        "kubernetes_validate", reason="pip install kubernetes-validate (in requirements-dev.lock)"
+    )
+    manifests = render(helm, *sets)
+    assert len(manifests) >= 12
+    for (kind, name), manifest in manifests.items():
+        try:
+            kv.validate(manifest, "1.30.0", strict=True)
+        except kv.ValidationError as exc:
+            raise AssertionError(f"{kind} {name}: {exc}") from None

@@ -1,6 +1,6 @@
 """The distributed topology per broker: module processes (two replicas of Order and Billing), the
-broker, a fresh PostgreSQL database and the gateway. Skipped, with the command to run, when the broker
-or PostgreSQL is not running."""
+broker, a fresh PostgreSQL database, the console and nginx in front. Skipped, with the command to run,
+when the broker, PostgreSQL or nginx is not there."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from uuid import uuid4
 
 import pytest
 
+from app.ops import nginx
 from app.ops.topology import Topology
 from app.system import consumers
 from tests.support.brokers import delete_namespace, remaining
 from tests.support.pg import PG, reachable
 from tests.support.pg import START as PG_START
-from tests.support.server import free_port
 from tests.support.settings import FAST_HASH_ENV
 
 NATS_START = (
@@ -54,6 +54,8 @@ def topology(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         pytest.skip(f"{broker} is not running on 127.0.0.1:{port}; start it with: {start}")
     if not reachable():
         pytest.skip(f"PostgreSQL is not running on 127.0.0.1:5432; start it with: {PG_START}")
+    if nginx.binary() is None:
+        pytest.skip(f"nginx is not installed: {nginx.INSTALL}")
     import asyncpg
 
     db = f"ec_{uuid4().hex[:12]}"
@@ -71,10 +73,11 @@ def topology(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         bus_url=url,
         database_url=f"postgresql+asyncpg://{PG}/{db}",
         namespace=f"t{uuid4().hex[:10]}",
-        gateway_port=free_port(),
+        # a base port of its own: nginx on it, the processes on the ports after it; below Linux's
+        # ephemeral range (32768-60999), where outgoing connections would take ports from under it
+        port=random.randrange(110, 320) * 100,
         run_dir=run_dir,
-        port_offset=random.randrange(10, 900) * 10,
-        extra_env={"ORDER_REPLY_TIMEOUT": "5", "BUS_ACK_WAIT": "3", **FAST_HASH_ENV},
+        extra_env={"BUS_ACK_WAIT": "3", **FAST_HASH_ENV},
     )
     t.broker = broker
     try:

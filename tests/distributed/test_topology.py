@@ -1,5 +1,6 @@
 """The one-process guarantees, again with every module its own process over a real broker and
-PostgreSQL: the seed, concurrency, idempotency, kill -9 of a Billing replica, a broker restart."""
+PostgreSQL behind nginx: the seed, concurrency, idempotency, kill -9 of a Billing replica, a broker
+restart; and what the front serves besides the modules."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from uuid import uuid4
 import httpx
 import pytest
 
-from app.ops.topology import LAYOUT, Topology
+from app.ops.topology import Topology, status
 from tests.distributed.conftest import NATS_START
 from tests.support.auth import sign_up
 from tests.support.poll import until
@@ -31,7 +32,7 @@ def client(t: Topology) -> httpx.AsyncClient:
 
 
 async def funded(c: httpx.AsyncClient, amount: int) -> tuple[str, Auth]:
-    """A user signed up through the gateway (person signs the token; billing and orders, other
+    """A user signed up through the front (person signs the token; billing and orders, other
     processes, accept it because the topology gives them one AUTH_SECRET), its account funded."""
     login, auth = await sign_up(c, prefix="dist")
 
@@ -65,9 +66,26 @@ async def settled(
     return found
 
 
-async def test_seed_scenario_through_the_gateway(topology: Topology) -> None:
+async def test_seed_scenario_through_the_front(topology: Topology) -> None:
     async with client(topology) as c:
         await walk_seed_scenario(c)
+
+
+async def test_the_front_is_nginx_and_serves_the_docs_and_the_operator_endpoints(topology: Topology) -> None:
+    async with client(topology) as c:
+        ready = await c.get("/health/ready")
+        assert ready.status_code == 200 and ready.headers["server"] == "nginx"
+        # the console runs every module: one OpenAPI document with all their paths, the invariants
+        # over every database
+        paths = (await c.get("/openapi.json")).json()["paths"]
+        assert {"/person/register", "/account/operation", "/order/createOrder"} <= set(paths)
+        for path in ("/", "/docs", "/asyncapi.yaml", "/metrics", "/admin/outbox"):
+            assert (await c.get(path)).status_code == 200, path
+        report = (await c.get("/admin/invariants")).json()
+        names = {i["name"] for i in report["invariants"]}
+        assert {"money conservation", "one charge per paid order", "no negative balance"} <= names
+    lines = status(topology.run_dir).splitlines()
+    assert sum(" running " in ln and ln.rstrip().endswith("ready") for ln in lines) == len(topology.records)
 
 
 async def test_50_concurrent_orders_against_10_affordable_pay_exactly_10(topology: Topology) -> None:
@@ -107,7 +125,8 @@ async def test_concurrent_retries_with_one_key_charge_once(topology: Topology) -
 async def test_kill_9_of_a_billing_replica_mid_flow_loses_nothing(topology: Topology) -> None:
     async with client(topology) as c:
         login, auth = await funded(c, 10_000)
-        victim = f"billing-{topology.port(LAYOUT['billing'][0][0])}"
+        victim_port = topology.ports["billing"][0]
+        victim = f"billing-{victim_port}"
         answered = 0
 
         async def order() -> None:
@@ -124,7 +143,7 @@ async def test_kill_9_of_a_billing_replica_mid_flow_loses_nothing(topology: Topo
         paid = sum(o["status"] == "paid" for o in orders)
         assert paid == 120
         assert await balance(c, login, auth) == 10_000 - 30 * 120
-        topology.start_replica("billing", topology.port(LAYOUT["billing"][0][0]))
+        topology.start_replica("billing", victim_port)
         topology.wait_ready(timeout=30)
 
 

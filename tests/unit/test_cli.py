@@ -33,7 +33,7 @@ def test_each_command_has_its_own_help(capsys: pytest.CaptureFixture[str], comma
     others = {
         "check": "--pending-grace",
         "bench": "--clients",
-        "up": "--gateway-port",
+        "up": "--replicas",
         "asyncapi": "--mermaid",
     }
     for other, its_flag in others.items():
@@ -46,7 +46,7 @@ def test_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     _, bench, _ = run(capsys, "bench", "--help")
     assert "(default: 64)" in bench
     _, up, _ = run(capsys, "up", "--help")
-    assert "(default: .run)" in up and "$GATEWAY_PORT, else 8080" in " ".join(up.split())
+    assert "(default: .run)" in up and "$UP_PORT, else 8080" in " ".join(up.split())
 
 
 def test_a_system_flag_before_bench_help_prints_the_bench_help(capsys: pytest.CaptureFixture[str]) -> None:

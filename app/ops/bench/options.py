@@ -44,6 +44,7 @@ class Config:
     keep_data: bool
     read_duration: float = 5.0
     server_pid: int | None = None
+    cpu_of: Path | None = None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -72,6 +73,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", type=Path, help="write the latency histogram (PNG) here")
     p.add_argument("--allow-remote", action="store_true", help="allow a --base-url that is not this host")
     p.add_argument("--keep-data", action="store_true", help="keep the own server's data directory")
+    p.add_argument(
+        "--cpu-of",
+        type=Path,
+        metavar="RUN_DIR",
+        help="report CPU by process during the orders for the topology `python -m app up` runs from "
+        "RUN_DIR (.run), and for nats-server, PostgreSQL, RabbitMQ and this bench",
+    )
 
 
 def config(a: argparse.Namespace, p: argparse.ArgumentParser) -> Config:
@@ -110,4 +118,5 @@ def config(a: argparse.Namespace, p: argparse.ArgumentParser) -> Config:
         keep_data=a.keep_data,
         read_duration=a.read_duration,
         server_pid=a.server_pid,
+        cpu_of=a.cpu_of,
     )

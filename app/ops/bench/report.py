@@ -395,6 +395,7 @@ def summary(
         "data_dir": settle.get("data_dir"),
         "base_url": cfg.base_url or (own.base_url if own else None),
         "load_average_1m": settle["load_average"],
+        "cpu_by_process": settle.get("cpu_by_process"),
         "commit": _git("rev-parse", "--short", "HEAD") or "unknown",
         # the server ran the working tree: say when it differs from that commit
         "dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", "app")),

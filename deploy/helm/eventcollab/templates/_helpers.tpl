@@ -84,3 +84,31 @@ app.kubernetes.io/part-of: eventcollab
 - name: tmp
   emptyDir: {}
 {{- end }}
+
+{{/* BUS_URL: bus.url, else the chart's own NATS; empty when neither (then existingSecret must hold it). */}}
+{{- define "eventcollab.busUrl" -}}
+{{- if .Values.bus.url }}
+{{- .Values.bus.url }}
+{{- else if .Values.nats.enabled }}
+{{- printf "nats://%s-nats:4222" (include "eventcollab.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/* DATABASE_URL: database.url, else the chart's own PostgreSQL; empty when neither. */}}
+{{- define "eventcollab.databaseUrl" -}}
+{{- if .Values.database.url }}
+{{- .Values.database.url }}
+{{- else if .Values.postgresql.enabled }}
+{{- $pg := .Values.postgresql.auth }}
+{{- printf "postgresql+asyncpg://%s:%s@%s-postgresql:5432/%s" $pg.username (urlquery $pg.password) (include "eventcollab.fullname" .) $pg.database }}
+{{- end }}
+{{- end }}
+
+{{/* The migration runs before the install only when its database exists before it: not the chart's own. */}}
+{{- define "eventcollab.migrationHook" -}}
+{{- if and .Values.postgresql.enabled (not .Values.database.url) -}}
+post-install,pre-upgrade
+{{- else -}}
+pre-install,pre-upgrade
+{{- end }}
+{{- end }}

@@ -79,9 +79,14 @@ async def test_the_front_is_nginx_and_serves_the_docs_and_the_operator_endpoints
         # over every database
         paths = (await c.get("/openapi.json")).json()["paths"]
         assert {"/person/register", "/account/operation", "/order/createOrder"} <= set(paths)
-        for path in ("/", "/docs", "/asyncapi.yaml", "/metrics", "/admin/outbox"):
+        for path in ("/", "/docs", "/asyncapi.yaml"):
             assert (await c.get(path)).status_code == 200, path
-        report = (await c.get("/admin/invariants")).json()
+        # the operator endpoints at the front: closed to strangers, open to the topology's one token
+        operator = {"Authorization": f"Bearer {topology.operator_token}"}
+        for path in ("/metrics", "/admin/outbox"):
+            assert (await c.get(path)).status_code == 401, path
+            assert (await c.get(path, headers=operator)).status_code == 200, path
+        report = (await c.get("/admin/invariants", headers=operator)).json()
         names = {i["name"] for i in report["invariants"]}
         assert {"money conservation", "one charge per paid order", "no negative balance"} <= names
     lines = status(topology.run_dir).splitlines()

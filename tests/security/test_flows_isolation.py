@@ -76,6 +76,14 @@ async def test_a_users_stream_carries_only_their_own_hops(client: httpx.AsyncCli
     a, auth_a = await sign_up(client, prefix="ann")
     b, auth_b = await sign_up(client, prefix="bob")
     recorder = recorder_of(client)
+
+    async def registrations_settled() -> bool:
+        # each sign-up's events (account opened, its notice stored) finished before the streams open,
+        # or a late hop of theirs is the first the operator's stream reads
+        outbox = (await client.get("/admin/outbox", headers=operator(client.app))).json()["modules"]  # type: ignore[attr-defined]
+        return all(m["pending"] == 0 for m in outbox.values())
+
+    await until(registrations_settled)
     admin = operator(client.app)  # type: ignore[attr-defined]
 
     async def read(headers: dict[str, str], limit: int) -> list[dict[str, object]]:

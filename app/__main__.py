@@ -319,8 +319,8 @@ def _bench(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 def _topology(p: argparse.ArgumentParser, command: str, args: argparse.Namespace) -> None:
-    from app.config import replicas_of
     from app.ops import topology
+    from app.ops.settings_kinds import replicas_of
 
     if command == "down":
         print(topology.down(args.run_dir, wipe=args.wipe))

@@ -7,9 +7,8 @@ files in ``/run/secrets`` named after a setting (Docker and Kubernetes secrets: 
 AUTH_SECRET), then the defaults. A value it cannot take raises :class:`SettingsError`, whose message
 names each variable, what it was given and what it accepts.
 
-What a setting accepts is said once, by its type, its bounds or its field's ``accepts``; the refusal
-message, ``docs/settings.md`` and ``python -m app settings`` put it in words (``app/ops/settings_doc.py``),
-and a unit test fails when ``docs/settings.md`` drifts from this model.
+What a setting accepts is said once (type, bounds, ``accepts``); the refusal message, docs/settings.md
+and ``python -m app settings`` word it (app/ops/settings_doc.py); a test fails if the page drifts.
 """
 
 from __future__ import annotations
@@ -19,8 +18,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
-    BeforeValidator,
     Field,
     SecretStr,
     ValidationError,
@@ -30,7 +27,6 @@ from pydantic import (
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
-    EnvSettingsSource,
     NoDecode,
     PydanticBaseSettingsSource,
     SecretsSettingsSource,
@@ -38,54 +34,21 @@ from pydantic_settings import (
 )
 
 from app.ops.settings_doc import explain
-
-MODULES: tuple[str, ...] = ("person", "billing", "orders", "notifications")
-SECRETS_DIR = Path("/run/secrets")
-DATABASE_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
-BUS_SCHEMES = ("memory://", "nats://", "tls://", "amqp://", "amqps://")
-
-
-def replicas_of(text: str) -> dict[str, int]:
-    """``orders=3,billing=2`` -> ``{"orders": 3, "billing": 2}``; ValueError saying what is wrong."""
-    out: dict[str, int] = {}
-    for item in (i.strip() for i in text.split(",") if i.strip()):
-        name, sep, count = item.partition("=")
-        if not sep or name.strip() not in MODULES or not count.strip().isdigit():
-            raise ValueError(f"{item!r} is not module=N with a module from {', '.join(MODULES)}")
-        if not 1 <= int(count) <= 8:
-            raise ValueError(f"{item!r}: from 1 to 8 processes")
-        out[name.strip()] = int(count)
-    return out
+from app.ops.settings_kinds import (
+    BUS_SCHEMES,
+    SECRETS_DIR,
+    DatabaseUrl,
+    Environment,
+    Port,
+    accepting,
+    none_if_empty,
+    replicas_of,
+)
+from app.ops.settings_kinds import MODULES as MODULES  # re-exported: the module names
 
 
 class SettingsError(ValueError):
     """Settings the system cannot start with; the message says which, what they got, what they take."""
-
-
-def _accepting(text: str) -> Any:
-    # what a string setting takes, for the docs table and the error message (types say the rest)
-    return {"accepts": text}
-
-
-def _none_if_empty(value: object) -> object:
-    return None if value == "" else value
-
-
-def _database_url(value: str | None) -> str | None:
-    if value is not None and not value.startswith(DATABASE_SCHEMES):
-        raise ValueError(f"must start with {' or '.join(DATABASE_SCHEMES)}")
-    return value
-
-
-DatabaseUrl = Annotated[
-    str | None,
-    BeforeValidator(_none_if_empty),
-    AfterValidator(_database_url),
-    Field(
-        json_schema_extra=_accepting("`sqlite+aiosqlite:///path` or `postgresql+asyncpg://user:pass@host/db`")
-    ),
-]
-Port = Annotated[int, Field(ge=1, le=65535)]
 
 
 class Settings(BaseSettings):
@@ -95,25 +58,25 @@ class Settings(BaseSettings):
         "127.0.0.1",
         min_length=1,
         description="interface to listen on (`--host`)",
-        json_schema_extra=_accepting("a host name or an IP address; `0.0.0.0`: every interface"),
+        json_schema_extra=accepting("a host name or an IP address; `0.0.0.0`: every interface"),
     )
     port: Port = Field(8000, description="port to listen on (`--port`)")
     data_dir: Path = Field(
         Path("data"),
         description="where the SQLite files go, `<module>.sqlite3`, and the generated `auth-secret` and "
         "`operator-token` (`--data-dir`)",
-        json_schema_extra=_accepting("a directory path"),
+        json_schema_extra=accepting("a directory path"),
     )
     modules: Annotated[tuple[str, ...], NoDecode] = Field(
         MODULES,
         min_length=1,
         description="the modules this process runs (`--modules`)",
-        json_schema_extra=_accepting(f"a comma list of {', '.join(MODULES)}: at least one, none twice"),
+        json_schema_extra=accepting(f"a comma list of {', '.join(MODULES)}: at least one, none twice"),
     )
     bus_url: str = Field(
         "memory://",
         description="the bus: in-process, NATS JetStream or RabbitMQ",
-        json_schema_extra=_accepting(
+        json_schema_extra=accepting(
             "`memory://`, `nats://host:4222` (or `tls://`), `amqp://user:pass@host:5672/` (or `amqps://`)"
         ),
     )
@@ -123,7 +86,7 @@ class Settings(BaseSettings):
         max_length=64,
         description="prefix of the broker's streams, exchanges and queues, so several deployments (or "
         "test runs) can share one broker",
-        json_schema_extra=_accepting("letters, digits, `_` and `-`, at most 64"),
+        json_schema_extra=accepting("letters, digits, `_` and `-`, at most 64"),
     )
     bus_ack_wait: float = Field(
         30.0, gt=0, description="NATS: seconds before a delivery whose consumer died unacked is sent again"
@@ -163,7 +126,7 @@ class Settings(BaseSettings):
         2.0,
         gt=0,
         description="longest wait between redeliveries, in seconds",
-        json_schema_extra=_accepting("a number ≥ `BUS_BACKOFF_BASE`"),
+        json_schema_extra=accepting("a number ≥ `BUS_BACKOFF_BASE`"),
     )
     idempotency_ttl_hours: float = Field(48.0, gt=0, description="how long an Idempotency-Key is remembered")
     max_body_bytes: int = Field(64 * 1024, ge=1, description="largest request body; a larger one gets 413")
@@ -187,7 +150,7 @@ class Settings(BaseSettings):
         min_length=32,
         description="the HS256 key that signs login tokens; unset: a random one kept in "
         "`<DATA_DIR>/auth-secret`. Processes that accept each other's tokens must share it",
-        json_schema_extra=_accepting("text of 32 characters or more"),
+        json_schema_extra=accepting("text of 32 characters or more"),
     )
     operator_token: SecretStr | None = Field(
         None,
@@ -195,7 +158,7 @@ class Settings(BaseSettings):
         description="the Bearer token of the operator endpoints (`/admin/*`, `/metrics`, every login's "
         "`/flows`); unset: a random one kept in `<DATA_DIR>/operator-token` (`python -m app operator-token` "
         "prints it). Processes behind one Prometheus or one operator should share it",
-        json_schema_extra=_accepting("printable ASCII without spaces, 32 characters or more"),
+        json_schema_extra=accepting("printable ASCII without spaces, 32 characters or more"),
     )
     token_ttl_seconds: int = Field(3600, ge=1, description="lifetime of a token from `POST /person/login`")
     auth_hash_concurrency: int = Field(
@@ -229,7 +192,7 @@ class Settings(BaseSettings):
         "",
         description="seeded delivery faults for tests and demos, e.g. "
         "`seed=42,duplicate=0.1,delay=0-50ms,reorder=0.05,fail=0.05`; empty = off",
-        json_schema_extra=_accepting(
+        json_schema_extra=accepting(
             "a comma list of `seed=N`, `duplicate=P`, `delay=A-Bms`, `reorder=P`, `fail=P`"
         ),
     )
@@ -237,7 +200,7 @@ class Settings(BaseSettings):
         "",
         description="with probability P per committed batch, exit at once (like `kill -9`) between a "
         "COMMIT and the hand-off of its events; empty = off",
-        json_schema_extra=_accepting("`after_commit:P`"),
+        json_schema_extra=accepting("`after_commit:P`"),
     )
     otel_traces: Literal["", "console", "memory", "otlp"] = Field(
         "",
@@ -255,7 +218,7 @@ class Settings(BaseSettings):
         max_length=200,
         description="the traces' `service.name`; empty: `eventcollab`, or `eventcollab-<module>` for a "
         "process running one module (each process of the distributed topology under its own name)",
-        json_schema_extra=_accepting("any text; empty for the default"),
+        json_schema_extra=accepting("any text; empty for the default"),
     )
     consume: bool = Field(
         True,
@@ -268,7 +231,7 @@ class Settings(BaseSettings):
         description="addresses whose `X-Forwarded-For`/`-Proto` uvicorn believes (uvicorn's "
         "`forwarded_allow_ips`): the reverse proxy in front, so the login rate limit counts the client's "
         "address, not the proxy's",
-        json_schema_extra=_accepting("a comma list of IP addresses and networks (`10.0.0.0/8`); `*`: any"),
+        json_schema_extra=accepting("a comma list of IP addresses and networks (`10.0.0.0/8`); `*`: any"),
     )
     # the distributed topology on one machine (`python -m app up`, app/ops/topology.py)
     up_port: int = Field(
@@ -282,7 +245,7 @@ class Settings(BaseSettings):
         "",
         description="`python -m app up`: processes per module where the layout's default (person 1, "
         "billing 2, orders 2, notifications 1) does not suit, e.g. `orders=3,billing=3`",
-        json_schema_extra=_accepting("a comma list of `module=N`, N from 1 to 8"),
+        json_schema_extra=accepting("a comma list of `module=N`, N from 1 to 8"),
     )
     up_front_workers: int = Field(1, ge=1, le=16, description="`python -m app up`: nginx worker processes")
 
@@ -331,7 +294,7 @@ class Settings(BaseSettings):
     @field_validator("auth_secret", "operator_token", mode="before")
     @classmethod
     def _unset_if_empty(cls, value: object) -> object:
-        return _none_if_empty(value)
+        return none_if_empty(value)
 
     @field_validator("operator_token")
     @classmethod
@@ -397,7 +360,7 @@ class Settings(BaseSettings):
             layers.append(SecretsSettingsSource(cls, secrets_dir=secrets_dir))
         if env_file is not None:
             layers.append(DotEnvSettingsSource(cls, env_file=env_file))
-        layers.append(_Environment(cls, environ))
+        layers.append(Environment(cls, environ))
         values: dict[str, Any] = {}
         for layer in layers:
             # a .env may hold other tools' variables too (docker compose): only settings are taken
@@ -435,17 +398,3 @@ class Settings(BaseSettings):
             return cls(**values)
         except ValidationError as exc:
             raise SettingsError(explain(exc, cls.model_fields, flags)) from None
-
-
-class _Environment(EnvSettingsSource):
-    """The process environment, or the mapping a caller passes (tests: no patching of ``os.environ``)."""
-
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str] | None) -> None:
-        self._given = environ
-        super().__init__(settings_cls)
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        if self._given is None:
-            return super()._load_env_vars()
-        # as pydantic-settings reads os.environ here: names in any case, an empty value unset
-        return {k.lower(): v for k, v in self._given.items() if v != ""}

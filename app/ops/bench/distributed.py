@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.config import replicas_of
 from app.ops import resources, topology
+from app.ops.settings_kinds import replicas_of
 
 DEFAULT_LAYOUTS = ("",)
 

@@ -59,10 +59,18 @@ async def run(cfg: Config) -> tuple[dict[str, Any], dict[str, Any]]:
             operator = _operator(own)
             users = await prepare(session, base, cfg.clients)
             count = cfg.orders if cfg.orders is not None else None
-            await _phase("bare", cfg, count, cfg.bare_duration, bare, cpu, _bare_step(session, base, bare))
+            await _phase(
+                "bare",
+                cfg,
+                count,
+                cfg.bare_duration,
+                bare,
+                cpu,
+                _get_step(session, base + "/health/live", bare),
+            )
             if cfg.read_duration:
                 for name, path in READS.items():
-                    step = _read_step(session, base + path, users, reads[name])
+                    step = _get_step(session, base + path, reads[name], users)
                     await _phase(name, cfg, None, cfg.read_duration, reads[name], cpu, step)
             step = _order_step(session, base, users, cfg.unaffordable, orders)
             if own is not None:
@@ -158,13 +166,18 @@ def _progress_line(label: str, stats: Stats, start: float, rate: float, *, final
         print(line, flush=True)
 
 
-def _bare_step(session: aiohttp.ClientSession, base: str, stats: Stats) -> Step:
-    url = base + "/health/live"
+def _get_step(
+    session: aiohttp.ClientSession, url: str, stats: Stats, users: list[User] | None = None
+) -> Step:
+    """One GET of ``url`` a step, timed; with ``users``, each client asks for its own login's, with its
+    token (the reads), else with no parameter and no token (the bare endpoint)."""
 
     async def step(client: int, i: int) -> None:
+        user = users[client] if users is not None else None
+        params = {"login": user.login} if user is not None else None
         t0 = time.perf_counter_ns()
         try:
-            async with session.get(url) as r:
+            async with session.get(url, params=params, headers=user.headers if user else None) as r:
                 await r.read()
                 status = r.status
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -180,25 +193,6 @@ def _bare_step(session: aiohttp.ClientSession, base: str, stats: Stats) -> Step:
 
 # the reads timed beside createOrder: each client reads its own login's
 READS = {"balance": "/account/", "notices": "/notice/notices/"}
-
-
-def _read_step(session: aiohttp.ClientSession, url: str, users: list[User], stats: Stats) -> Step:
-    async def step(client: int, i: int) -> None:
-        user = users[client]
-        t0 = time.perf_counter_ns()
-        try:
-            async with session.get(url, params={"login": user.login}, headers=user.headers) as r:
-                await r.read()
-                status = r.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            stats.errors[type(exc).__name__] += 1
-            return
-        if status != 200:
-            stats.errors[str(status)] += 1
-            return
-        stats.record(t0)
-
-    return step
 
 
 class _Failed(Exception):

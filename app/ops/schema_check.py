@@ -17,10 +17,11 @@ for nested objects (``address.city``; ``items[]`` for an array's items), these a
 - a published event type missing from the code: its consumers and its messages in flight are left
   with no producer and no schema. Keep ``x.v1`` beside a new ``x.v2`` until nothing reads it.
 
-Passes: a new optional field, a new event type (``x.v2`` beside an unchanged ``x.v1``), a widened enum
-(consumers declare the values they handle and must tolerate others: STYLE's tolerant reader), and
-titles, descriptions, defaults and examples. A union of several non-null types is compared by its
-types only, not inside its object variants.
+Passes: a new optional field, a new event type (``x.v2`` beside an unchanged ``x.v1``), titles,
+descriptions, defaults and examples, and a widened enum, so a value can be added: a consumer reading the
+field as a ``Literal`` (orders reads ``reason`` so) is widened first, and the contract test
+(``tests/unit/test_event_contracts.py``) catches it once the producer's examples carry the new value.
+A union of several non-null types is compared by its types only, not inside its object variants.
 """
 
 from __future__ import annotations

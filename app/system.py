@@ -148,7 +148,9 @@ class System:
         inner = bus or make_bus(self.settings, self.observers.dead_letter_sink(self.dead_letters))
         spec = self.settings.bus_chaos
         chaos = Chaos.parse(spec) if spec else None
-        self.chaos = inner if isinstance(inner, ChaosBus) else ChaosBus(inner, chaos)
+        self.chaos = (
+            inner if isinstance(inner, ChaosBus) else ChaosBus(inner, chaos, observers=self.observers)
+        )
         # the observers above the lab's layer: they see what reaches a consumer's code (a duplicate
         # as a second delivery, a lost ack as a redelivery); with no chaos it costs a lookup per delivery
         self.bus = ObservedBus(self.chaos, self.observers)

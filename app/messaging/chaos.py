@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.bus import Bus, Envelope, Handler
+from app.observe.observers import Observer
 
 log = logging.getLogger(__name__)
 
@@ -117,12 +118,15 @@ class ChaosBus:
     broker keep their guarantees and the consumers must absorb the mess.
 
     It sits below the observers (``ObservedBus`` wraps it): they see what reaches a consumer's code, so a
-    duplicate is drawn as a second delivery its inbox skipped, a lost ack as a redelivery, a paused
-    group's events as delivered when it resumes."""
+    duplicate is drawn as a second delivery its inbox skipped, and a paused group's events as delivered
+    when it resumes. The failures it injects it reports itself (``observers``): a lost delivery as a
+    delivery and its nack, a lost ack as a nack after the ack; then the redelivery."""
 
-    def __init__(self, inner: Bus, chaos: Chaos | None = None) -> None:
+    def __init__(self, inner: Bus, chaos: Chaos | None = None, *, observers: Observer | None = None) -> None:
         self.inner = inner
         self.chaos = chaos
+        # told of the faults no consumer code sees: a delivery lost on the way, an ack lost after it
+        self.observers = observers
         self.injected: dict[str, int] = dict.fromkeys(FAULTS, 0)
         # a paused group's deliveries wait on its gate, in order (each partition's next one at the
         # gate, the rest behind it in the bus); an open gate costs one dict lookup per delivery
@@ -206,14 +210,21 @@ class ChaosBus:
             failing = c.fail and c.draw(*key, "fail") < c.fail
             if failing and c.draw(*key, "when") < 0.5:
                 injected["fail"] += 1
-                raise ChaosFault(f"delivery of {event.id} to {group} dropped (attempt {event.attempt})")
+                fault = ChaosFault(f"delivery of {event.id} to {group} dropped (attempt {event.attempt})")
+                if self.observers is not None:
+                    self.observers.on_delivered(event, group)
+                    self.observers.on_failed(event, group, f"ChaosFault: {fault}")
+                raise fault
             result = await handler(event)
             if c.duplicate and c.draw(*key, "duplicate") < c.duplicate:
                 injected["duplicate"] += 1
                 result = await handler(event)
             if failing:
                 injected["fail"] += 1
-                raise ChaosFault(f"ack of {event.id} from {group} lost (attempt {event.attempt})")
+                fault = ChaosFault(f"ack of {event.id} from {group} lost (attempt {event.attempt})")
+                if self.observers is not None:
+                    self.observers.on_failed(event, group, f"ChaosFault: {fault}")
+                raise fault
             return result
 
         return chaotic

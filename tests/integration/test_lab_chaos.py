@@ -45,7 +45,7 @@ async def test_invariants_hold_with_modules_paused_and_resumed_under_chaos(setti
 
 async def run_orders(settings: Settings, chaos: list[dict[str, Any]], pause: list[str]) -> None:
     app = create_app(
-        settings.with_(bus_max_attempts=40, order_reply_timeout=2.0, login_rate_per_address=10_000)
+        settings.with_(bus_max_attempts=40, order_reply_timeout=0.5, login_rate_per_address=10_000)
     )
     rng = random.Random(7)
     async with running(app, timeout=30) as client:

@@ -162,6 +162,9 @@ async def test_duplicates_are_drawn_and_skipped_by_the_inbox_with_no_second_effe
     assert (
         "note over Billing-service:inbox had orders.payment_requested.v1: skipped, no second effect" in text
     )
+    summary = (await lab.get("/flows/dup", headers=op(lab))).json()
+    assert summary["duplicates"] == 3 and summary["outcome"] == "ok"
+    assert [r["kind"] for r in summary["records"]].count("skipped") == 3
     assert (await lab.get("/admin/chaos", headers=op(lab))).json()["injected"]["duplicate"] >= 3
     assert await notice_kinds(lab, login, auth) == ["account_created", "payment_succeeded"]
 

@@ -153,6 +153,7 @@ class Flow:
             "outcome": self.outcome(),
             "hops": len(self.hops),
             "redeliveries": sum(1 for h in self.hops if h.kind == "redelivered"),
+            "duplicates": sum(1 for h in self.hops if h.kind == "duplicate"),
             "droppedHops": self.dropped,
         }
 

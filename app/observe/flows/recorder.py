@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import count
@@ -177,6 +178,9 @@ class FlowRecorder:
         self.flows: OrderedDict[str, Flow] = OrderedDict()
         self.subscribers: set[Subscriber] = set()
         self._seq = count(1)
+        # the time a hop is stamped with: now, or, while the console replays another process's report
+        # (app/observe/flows/feed.py), when it happened there
+        self.now: Callable[[], float] = time.time
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FlowRecorder:
@@ -254,7 +258,7 @@ class FlowRecorder:
         flow = self._flow(cid, event.subject)
         hop = Hop(
             next(self._seq),
-            time.time(),
+            self.now(),
             kind,
             cid,
             module,

@@ -100,8 +100,17 @@ def unbatch(message: bytes) -> list[list[Any]]:
 
 async def _connect(url: str, name: str) -> Any:
     from nats.aio.client import Client
+    from nats.errors import SlowConsumerError
+
+    warned = [0.0]
 
     async def quiet(exc: Exception) -> None:
+        # the console fell behind: nats-py drops each message that does not fit (and says so, per message)
+        if isinstance(exc, SlowConsumerError):
+            if time.monotonic() - warned[0] > WARN_EVERY:
+                warned[0] = time.monotonic()
+                log.warning("flow feed: the console is behind, batches of reports dropped (%s)", exc)
+            return
         # the bus's own connection to the same server says loudly when it is gone
         log.debug("flow feed connection: %s", exc)
 
@@ -123,7 +132,7 @@ class FlowFeed:
         self.sent = self.dropped = 0
         self._nc: Any = None
         self._task: asyncio.Task[None] | None = None
-        self._warned = 0.0
+        self._warned, self._told = 0.0, 0  # when the last warning of drops was, and how many it told
 
     def __getattr__(self, name: str) -> Callable[..., None]:
         if name not in _REPORTS:
@@ -174,8 +183,8 @@ class FlowFeed:
                 continue
             self.sent += len(reports) - left_out
             self.dropped += left_out
-        if self.dropped and time.monotonic() - self._warned > WARN_EVERY:
-            self._warned = time.monotonic()
+        if self.dropped > self._told and time.monotonic() - self._warned > WARN_EVERY:
+            self._warned, self._told = time.monotonic(), self.dropped
             log.warning("flow feed: %d reports dropped so far (%d sent)", self.dropped, self.sent)
 
 

@@ -17,13 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    Field,
-    SecretStr,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-)
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -41,6 +35,9 @@ from app.ops.settings_kinds import (
     Environment,
     Port,
     accepting,
+    feed_over,
+    header_safe,
+    networks,
     none_if_empty,
     replicas_of,
 )
@@ -187,6 +184,11 @@ class Settings(BaseSettings):
         description="longest life of one `/flows/stream` connection (never past its token's expiry): the "
         "page reconnects, and the token is checked again",
     )
+    flows_feed: bool = Field(
+        False,
+        description="`1`: processes that consume send their flows' hops over core NATS (the bus's server; "
+        "lossy by design) to the `CONSUME=0` console, whose `/flows` then shows whole flows; needs NATS",
+    )
     # seeded faults for tests and demos (app/messaging/chaos.py)
     bus_chaos: str = Field(
         "",
@@ -276,15 +278,7 @@ class Settings(BaseSettings):
     @field_validator("forwarded_allow_ips")
     @classmethod
     def _addresses(cls, value: str) -> str:
-        import ipaddress
-
-        for item in (v.strip() for v in value.split(",") if v.strip()):
-            if item != "*":
-                try:
-                    ipaddress.ip_network(item, strict=False)
-                except ValueError:
-                    raise ValueError(f"{item!r} is neither an IP address nor a network") from None
-        return value
+        return networks(value)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -299,11 +293,7 @@ class Settings(BaseSettings):
     @field_validator("operator_token")
     @classmethod
     def _header_safe(cls, value: SecretStr | None) -> SecretStr | None:
-        # it travels in an Authorization header and in the page's ?operator= address
-        text = value.get_secret_value() if value is not None else "x"
-        if not all("!" <= ch <= "~" for ch in text):
-            raise ValueError("must be printable ASCII without spaces")
-        return value
+        return header_safe(value)
 
     @field_validator("bus_url")
     @classmethod
@@ -311,6 +301,11 @@ class Settings(BaseSettings):
         if not value.startswith(BUS_SCHEMES):
             raise ValueError(f"must start with {', '.join(BUS_SCHEMES)}")
         return value
+
+    @field_validator("flows_feed")
+    @classmethod
+    def _feed_over_nats(cls, value: bool, info: ValidationInfo) -> bool:
+        return feed_over(value, info.data.get("bus_url"))
 
     @field_validator("bus_backoff_cap")
     @classmethod

@@ -20,6 +20,7 @@ from app.edge.deps import one_value_each
 from app.edge.fastlane import FastLane, FastRoute
 from app.edge.middleware import EdgeMiddleware
 from app.observe import flows, viewer
+from app.observe.flows.feed import feed_for
 from app.observe.logs import CorrelationObserver
 from app.observe.metrics import Metrics
 from app.ops import admin, asyncapi, health, lab
@@ -47,6 +48,8 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await system.start(bus)
+        if feed is not None:
+            await feed.start()
         app.state.dbs = system.dbs
         # what start-up made (~130,000 objects: the libraries, the app) lives as long as the process:
         # out of the collector's way, so a full collection under load walks only what requests make
@@ -55,6 +58,8 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
             yield
         finally:
             await system.stop()
+            if feed is not None:
+                await feed.stop()  # after the bus: what stopping reported goes too
             tracing = getattr(app.state, "tracing", None)
             if tracing is not None:
                 tracing.flush()
@@ -89,6 +94,8 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
     if recorder.max_flows > 0:  # FLOWS_MAX=0 turns the recorder off
         system.observers.add(recorder)
     app.include_router(flows.router(recorder, system))
+    # FLOWS_FEED: every consuming process sends its hops to the console, which records them all
+    feed = feed_for(settings, system.observers, recorder)
     app.include_router(viewer.router)
     app.add_middleware(FastLane, routes=fast_routes(settings))
     app.add_middleware(EdgeMiddleware, max_body=settings.max_body_bytes, observers=system.observers)

@@ -8,10 +8,11 @@ distributed mode every process has them for the modules it runs (docs/lab.md).
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app import problems
 from app.edge.auth import Operator
@@ -34,6 +35,14 @@ class ChaosBody(BaseModel):
     delay: Annotated[str, Field(pattern=f"^{DELAY}$", max_length=32, examples=["0-50ms"])] | None = None
     reorder: Probability = 0.0
     fail: Probability = 0.0
+
+    @field_validator("delay", mode="before")
+    @classmethod
+    def _readable_delay(cls, raw: object) -> object:
+        # said in words before the pattern is checked: the pattern itself is no message for a person
+        if isinstance(raw, str) and not re.fullmatch(DELAY, raw.strip()):
+            raise ValueError("delay must be a duration such as 0-50ms, 20ms or 0.1-0.5s")
+        return raw
 
     def chaos(self) -> Chaos | None:
         if not self.model_fields_set:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, EnvSettingsSource
 
 MODULES: tuple[str, ...] = ("person", "billing", "orders", "notifications")
@@ -16,6 +16,7 @@ MODULES: tuple[str, ...] = ("person", "billing", "orders", "notifications")
 SECRETS_DIR = Path("/run/secrets")
 DATABASE_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
 BUS_SCHEMES = ("memory://", "nats://", "tls://", "amqp://", "amqps://")
+NATS_SCHEMES = ("nats://", "tls://")
 
 
 def replicas_of(text: str) -> dict[str, int]:
@@ -29,6 +30,34 @@ def replicas_of(text: str) -> dict[str, int]:
             raise ValueError(f"{item!r}: from 1 to 8 processes")
         out[name.strip()] = int(count)
     return out
+
+
+def networks(value: str) -> str:
+    """FORWARDED_ALLOW_IPS: a comma list of addresses and networks, or ``*``."""
+    import ipaddress
+
+    for item in (v.strip() for v in value.split(",") if v.strip()):
+        if item != "*":
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is neither an IP address nor a network") from None
+    return value
+
+
+def header_safe(value: SecretStr | None) -> SecretStr | None:
+    # the operator token travels in an Authorization header and in the page's ?operator= address
+    text = value.get_secret_value() if value is not None else "x"
+    if not all("!" <= ch <= "~" for ch in text):
+        raise ValueError("must be printable ASCII without spaces")
+    return value
+
+
+def feed_over(on: bool, bus_url: str | None) -> bool:
+    # the flow feed rides core NATS on the bus's own server; bus_url None: refused already, said there
+    if on and bus_url is not None and not bus_url.startswith(NATS_SCHEMES):
+        raise ValueError(f"needs a NATS BUS_URL ({' or '.join(NATS_SCHEMES)}), not {bus_url.split(':')[0]}")
+    return on
 
 
 def accepting(text: str) -> Any:

@@ -33,6 +33,7 @@ import httpx
 
 from app.config import MODULES
 from app.ops import nginx, processes, resources
+from app.ops.settings_kinds import NATS_SCHEMES
 
 # module -> (replicas by default, the path prefixes it serves at the front)
 LAYOUT: dict[str, tuple[int, tuple[str, ...]]] = {
@@ -122,6 +123,9 @@ class Topology:
             "ORDER_REPLY_TIMEOUT": f"{self.order_reply_timeout:g}",
             # nginx is the peer every process sees: its X-Forwarded-For is believed, nobody else's
             "FORWARDED_ALLOW_IPS": "127.0.0.1",
+            # the modules send their flows' hops to the console, so /flows at the front shows whole flows
+            # (over NATS only: with RabbitMQ the front's /flows has the console's own hops, none)
+            **({"FLOWS_FEED": "1"} if self.bus_url.startswith(NATS_SCHEMES) else {}),
             **self.extra_env,
             **more,
         }

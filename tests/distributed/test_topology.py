@@ -14,6 +14,7 @@ import time
 from uuid import uuid4
 
 import httpx
+import orjson
 import pytest
 
 from app.ops.topology import Topology, status
@@ -91,6 +92,91 @@ async def test_the_front_is_nginx_and_serves_the_docs_and_the_operator_endpoints
         assert {"money conservation", "one charge per paid order", "no negative balance"} <= names
     lines = status(topology.run_dir).splitlines()
     assert sum(" running " in ln and ln.rstrip().endswith("ready") for ln in lines) == len(topology.records)
+
+
+PAY, PAID, NOTIFY = (
+    "orders.payment_requested.v1",
+    "billing.payment_succeeded.v1",
+    "billing.notification_requested.v1",
+)
+ORDER = "POST /order/createOrder"
+# (kind, module, label) of an order's hops: orders' HTTP exchange and events, billing's, notifications'
+ORDER_HOPS = [
+    ("request", "orders", ORDER),
+    ("published", "orders", PAY),
+    ("delivered", "billing", PAY),
+    ("acked", "billing", PAY),
+    ("published", "billing", PAID),
+    ("delivered", "orders", PAID),
+    ("acked", "orders", PAID),
+    ("reply", "orders", ORDER),
+    ("published", "billing", NOTIFY),
+    ("delivered", "notifications", NOTIFY),
+    ("acked", "notifications", NOTIFY),
+]
+
+
+async def whole_flow(c: httpx.AsyncClient, t: Topology, cid: str) -> list[tuple[str, str, str]]:
+    """The (kind, module, label) of flow ``cid``'s hops at the front, once it holds all of ORDER_HOPS."""
+    operator = {"Authorization": f"Bearer {t.operator_token}"}
+
+    async def whole() -> list[tuple[str, str, str]] | None:
+        got = await c.get(f"/flows/{cid}", headers=operator)
+        hops = (
+            [(h["kind"], h["module"], h["label"]) for h in got.json()["records"]]
+            if got.status_code == 200
+            else []
+        )
+        return hops if set(ORDER_HOPS) <= set(hops) else None
+
+    found: list[tuple[str, str, str]] = await until(whole, timeout=20, interval=0.1)
+    return found
+
+
+async def test_the_front_shows_one_order_as_one_flow_with_the_hops_of_every_process(
+    topology: Topology,
+) -> None:
+    if topology.broker != "nats":
+        pytest.skip(
+            "the flow feed (FLOWS_FEED) rides NATS: over RabbitMQ the front's /flows is the console's"
+        )
+    operator = {"Authorization": f"Bearer {topology.operator_token}"}
+    cid = f"whole-{uuid4().hex[:12]}"
+    async with client(topology) as c:
+        login, auth = await funded(c, 500)
+        live: dict[str, str | int] = {"correlationId": cid, "limit": len(ORDER_HOPS)}
+        async with c.stream("GET", "/flows/stream", params=live, headers=operator) as stream:
+            assert stream.status_code == 200  # subscribed at the console before the order starts
+            r = await c.post(
+                "/order/createOrder",
+                json={"login": login, "price": 100},
+                headers={**auth, "X-Correlation-ID": cid},
+            )
+            assert r.status_code == 200 and r.json()["status"] == "paid", r.text
+            async with asyncio.timeout(20):
+                streamed = [
+                    orjson.loads(line[5:])
+                    for line in [ln async for ln in stream.aiter_lines()]
+                    if line.startswith("data:")
+                ]
+
+        hops = await whole_flow(c, topology, cid)
+        flows = (await c.get("/flows", params={"login": login}, headers=operator)).json()["flows"]
+    # sorted by when each hop happened in its own process (this machine's one clock): each step after
+    # the one that caused it. Not "published" before "delivered": a publish is reported at its broker
+    # ack, which may come after the consumer has the event
+    at = {hop: hops.index(hop) for hop in ORDER_HOPS}
+    caused = [
+        ("request", "orders", ORDER),
+        ("delivered", "billing", PAY),
+        ("delivered", "orders", PAID),
+        ("reply", "orders", ORDER),
+    ]
+    assert [at[h] for h in caused] == sorted(at[h] for h in caused), hops
+    assert at[("delivered", "billing", PAY)] < at[("delivered", "notifications", NOTIFY)], hops
+    assert {"orders", "billing", "notifications"} <= {r["module"] for r in streamed}
+    assert len(streamed) == len(ORDER_HOPS) and {r["correlationId"] for r in streamed} == {cid}
+    assert [f["kind"] for f in flows if f["correlationId"] == cid] == ["order"]
 
 
 async def test_50_concurrent_orders_against_10_affordable_pay_exactly_10(topology: Topology) -> None:
@@ -210,6 +296,16 @@ async def test_a_broker_restart_mid_flow_loses_nothing_and_applies_nothing_twice
         # BUS_ACK_WAIT, so their count is awaited (with a deadline), not read once the orders settled
         await until(all_notices_in, timeout=30)
         assert await notices() == 101  # and not one twice
+        if topology.broker == "nats":
+            # the flow feed's connections came back with the broker: an order now is whole at the front
+            cid = f"after-{uuid4().hex[:12]}"
+            r = await c.post(
+                "/order/createOrder",
+                json={"login": login, "price": 20},
+                headers={**auth, "X-Correlation-ID": cid},
+            )
+            assert r.status_code == 200, r.text
+            await whole_flow(c, topology, cid)
 
 
 async def test_the_invariants_hold_over_everything_that_ran(topology: Topology) -> None:

@@ -122,6 +122,11 @@ async def test_bad_chaos_is_a_problem_and_changes_nothing(lab: httpx.AsyncClient
     before = await lab.put("/admin/chaos", json={"seed": 3, "duplicate": 0.25}, headers=op(lab))
     r = await lab.put("/admin/chaos", json=body, headers=op(lab))
     assert r.status_code == 422, r.text
+    if body == {"delay": "abc"}:
+        assert (
+            r.json()["detail"]
+            == "delay: Value error, delay must be a duration such as 0-50ms, 20ms or 0.1-0.5s"
+        )
     assert r.headers["content-type"].startswith("application/problem+json")
     assert (await lab.get("/admin/chaos", headers=op(lab))).json()["chaos"] == before.json()["chaos"]
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import count
@@ -183,6 +184,9 @@ class FlowRecorder:
         self.flows: OrderedDict[str, Flow] = OrderedDict()
         self.subscribers: set[Subscriber] = set()
         self._seq = count(1)
+        # the time a hop is stamped with: now, or, while the console replays another process's report
+        # (app/observe/flows/feed.py), when it happened there
+        self.now: Callable[[], float] = time.time
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FlowRecorder:
@@ -219,9 +223,7 @@ class FlowRecorder:
 
     def on_note(self, module: str, correlation_id: str, login: str, text: str) -> None:
         flow = self._flow(correlation_id, login)
-        self._add(
-            flow, Hop(next(self._seq), time.time(), "note", correlation_id, module, text, subject=login)
-        )
+        self._add(flow, Hop(next(self._seq), self.now(), "note", correlation_id, module, text, subject=login))
 
     def on_acked(self, event: Envelope, group: str, duration: float) -> None:
         self._event("acked", event, group, duration=duration)
@@ -275,7 +277,7 @@ class FlowRecorder:
                 flow.deliveries.add(key)
         hop = Hop(
             next(self._seq),
-            time.time(),
+            self.now(),
             kind,
             cid,
             module,

@@ -57,7 +57,7 @@ def router(recorder: FlowRecorder, system: System) -> APIRouter:
         the faults injected since it was set."""
         layer = system.chaos
         chaos = layer.chaos if layer is not None else None
-        injected = layer.injected if layer is not None and chaos is not None else None
+        injected = dict(layer.injected) if layer is not None else None
         return {"enabled": chaos is not None, "spec": chaos.spec() if chaos else "", "injected": injected}
 
     @r.get(

@@ -34,6 +34,7 @@ COMMANDS = {
     "down": "stop the distributed topology",
     "status": "show the distributed topology's processes",
     "asyncapi": "print the AsyncAPI document generated from the code (or the event map)",
+    "schema-check": "compare the event schemas with the published AsyncAPI document; exit 1 on a break",
     "settings": "print the settings a process would start with (or the docs/settings.md table)",
     "operator-token": "print the operator's token (OPERATOR_TOKEN, else the data dir's, made if none yet)",
 }
@@ -112,6 +113,11 @@ def parser() -> argparse.ArgumentParser:
     sub["asyncapi"].add_argument(
         "--mermaid", action="store_true", help="print the event map (Markdown + Mermaid)"
     )
+    from app.ops.schema_check import PUBLISHED
+
+    sub["schema-check"].add_argument(
+        "--against", type=Path, default=PUBLISHED, metavar="PATH", help="the published AsyncAPI document"
+    )
     sub["settings"].add_argument("--markdown", action="store_true", help="print docs/settings.md instead")
     return p
 
@@ -164,6 +170,13 @@ def main(argv: list[str] | None = None) -> None:
         from app.ops.asyncapi import mermaid, render
 
         sys.stdout.write(mermaid() if args.mermaid else render())
+    elif command == "schema-check":
+        from app.ops import schema_check
+
+        try:
+            sys.exit(schema_check.run(args.against))
+        except schema_check.InvalidDocument as exc:
+            _stop(p, str(exc))
     else:
         from app.ops.settings_doc import markdown, shown
 

@@ -114,7 +114,8 @@ class Consumed(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-Handler = Callable[[Envelope], Awaitable[None]]
+# a handler that returns False acked the event with no effect: its inbox had it already (a duplicate)
+Handler = Callable[[Envelope], Awaitable[bool | None]]
 
 
 class DeadLetterSink(Protocol):
@@ -155,6 +156,10 @@ class Bus(Protocol):
     def on_settled(self, source: str, listener: Callable[[Envelope], None]) -> None:
         """Call ``listener`` once every expected group has acked or dead-lettered an event published
         by ``source``. Only a bus that is not ``durable`` calls it; a durable bus never does."""
+
+    def waiting(self, group: str) -> int:
+        """Deliveries for ``group`` this process holds and has not handed to a handler yet (a broker's
+        own backlog, not fetched yet, is the broker's to count)."""
 
     async def close(self) -> None: ...
 
@@ -316,6 +321,9 @@ class MemoryBus:
     def on_settled(self, source: str, listener: Callable[[Envelope], None]) -> None:
         """Call ``listener`` once every group has acked or dead-lettered an event from ``source``."""
         self._settle_listeners[source] = listener
+
+    def waiting(self, group: str) -> int:
+        return sum(q.qsize() for gs in self._groups.values() if group in gs for q in gs[group].queues)
 
     @property
     def ready(self) -> bool:

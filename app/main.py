@@ -22,7 +22,7 @@ from app.edge.middleware import EdgeMiddleware
 from app.observe import flows, viewer
 from app.observe.logs import CorrelationObserver
 from app.observe.metrics import Metrics
-from app.ops import admin, asyncapi, health
+from app.ops import admin, asyncapi, health, lab
 from app.system import MODULES, System
 
 
@@ -78,6 +78,7 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
         app.include_router(MODULES[name].router)
     app.include_router(health.router(system))
     app.include_router(admin.router(system))
+    app.include_router(lab.router(system))
     system.observers.add(CorrelationObserver())  # first: the others' log lines carry the id
     metrics = Metrics(system.relays)
     system.observers.add(metrics)

@@ -42,8 +42,8 @@ MODULES: Mapping[str, ModuleType] = {
 }
 
 
-def make_bus(settings: Settings, dead_letters: DeadLetterSink, observers: Observers | None = None) -> Bus:
-    """The bus ``BUS_URL`` names, observed (when given observers) and wrapped in chaos (``BUS_CHAOS``)."""
+def make_bus(settings: Settings, dead_letters: DeadLetterSink) -> Bus:
+    """The bus ``BUS_URL`` names (System wraps it: the lab's controls, then the observers)."""
     backoff = Backoff(settings.bus_backoff_base, settings.bus_backoff_cap)
     bus: Bus
     if settings.bus_url.startswith("memory:"):
@@ -74,11 +74,6 @@ def make_bus(settings: Settings, dead_letters: DeadLetterSink, observers: Observ
         raise ValueError(
             f"unsupported BUS_URL {settings.bus_url!r}: use memory://, nats://host:4222 or amqp://user:pass@host:5672/"
         )
-    if observers is not None:
-        # below chaos: observers see what the consumers see, injected failures included
-        bus = ObservedBus(bus, observers)
-    if settings.bus_chaos:
-        bus = ChaosBus(bus, Chaos.parse(settings.bus_chaos))
     return bus
 
 
@@ -120,7 +115,7 @@ class System:
     dbs: dict[str, Database] = field(default_factory=dict)
     relays: dict[str, Relay] = field(default_factory=dict)
     bus: Bus | None = None
-    # the bus's chaos layer when BUS_CHAOS is set: its counts of injected faults are shown
+    # the lab's layer of the bus: chaos (BUS_CHAOS, or PUT /admin/chaos) and paused modules
     chaos: ChaosBus | None = None
     dead_letters: DeadLetterStore | None = None
     observers: Observers = field(default_factory=Observers)
@@ -143,17 +138,20 @@ class System:
                 await db.start(create_tables=False)
             if self.settings.crash_at:
                 db.after_commit_hook = partial(CrashPoint(self.settings.crash_at).maybe, "after_commit")
+            db.on_note = self.observers.on_note
             self.dbs[name] = db
         if "orders" in self.dbs:
             await self.replies.start(self.dbs["orders"].url)
         self.dead_letters = DeadLetterStore(
             {n: Store(db, MODULES[n].messaging.deadletter) for n, db in self.dbs.items()}
         )
-        self.bus = bus or make_bus(
-            self.settings, self.observers.dead_letter_sink(self.dead_letters), self.observers
-        )
-        if isinstance(self.bus, ChaosBus):
-            self.chaos = self.bus
+        inner = bus or make_bus(self.settings, self.observers.dead_letter_sink(self.dead_letters))
+        spec = self.settings.bus_chaos
+        chaos = Chaos.parse(spec) if spec else None
+        self.chaos = inner if isinstance(inner, ChaosBus) else ChaosBus(inner, chaos)
+        # the observers above the lab's layer: they see what reaches a consumer's code (a duplicate
+        # as a second delivery, a lost ack as a redelivery); with no chaos it costs a lookup per delivery
+        self.bus = ObservedBus(self.chaos, self.observers)
         await self.bus.connect()  # a broker bus: fail fast here, not on the first publish
         self.bus.expect_groups(consumers())
         dependencies: dict[str, Any] = {"replies": self.replies}

@@ -54,6 +54,7 @@ def open_account(uow: UnitOfWork, login: str) -> bool:
     )
     if not opened:
         return False
+    uow.note("open account, balance 0.00", login=login)
     uow.emit(AccountCreated(account_id=account_id, login=login, balance=0), subject=login)
     uow.emit(
         NotificationRequested(
@@ -88,6 +89,7 @@ def apply_operation(uow: UnitOfWork, body: OperationBody, key: str | None) -> Op
             "created_at": uow.now,
         },
     )
+    uow.note(f"{body.operation} {to_text(body.sum)}, balance {to_text(balance)}", login=body.login)
     result = OperationResult(
         login=body.login, operation=body.operation, sum=body.sum, balance=balance, operation_id=operation_id
     )
@@ -124,6 +126,7 @@ def pay_order(uow: UnitOfWork, order_id: str, login: str, amount: int) -> None:
         return
     balance = _take(uow, login, amount)
     if balance is not None:
+        uow.note(f"withdraw {to_text(amount)}, balance {to_text(balance)}", login=login)
         uow.emit(
             PaymentSucceeded(order_id=order_id, login=login, amount=amount, balance=balance), subject=login
         )
@@ -143,6 +146,8 @@ def pay_order(uow: UnitOfWork, order_id: str, login: str, amount: int) -> None:
             f"Order {short}… rejected: insufficient funds, price {to_text(amount)}, "
             f"balance {to_text(current)}"
         )
+    shown = "no account" if current is None else f"balance {to_text(current)}"
+    uow.note(f"refuse {to_text(amount)}: {reason.replace('_', ' ')}, {shown}", login=login)
     uow.run(REJECT, {"b_order_id": order_id, "b_reason": reason})
     uow.emit(
         PaymentFailed(order_id=order_id, login=login, amount=amount, reason=reason, balance=current),

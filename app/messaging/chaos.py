@@ -4,9 +4,11 @@
 seeded coin toss: delivered twice, delayed, held back behind later events, or failed (before the
 handler runs: a lost delivery; or after it committed: a lost ack). Each decision is a pure function
 of (seed, event id, group, attempt, fault), so the same seed and the same events give the same
-fault schedule whatever the timing. ``CRASH_AT="after_commit:0.01"`` hard-exits the process (no
-cleanup, like kill -9) right after a commit and before its events reach the relay, with that
-probability per committed batch.
+fault schedule whatever the timing. ``PUT /admin/chaos`` changes them while the system runs, and
+``POST /admin/modules/{name}/pause`` holds a module's deliveries (the lab: docs/lab.md).
+
+``CRASH_AT="after_commit:0.01"`` hard-exits the process (no cleanup, like kill -9) right after a
+commit and before its events reach the relay, with that probability per committed batch.
 """
 
 from __future__ import annotations
@@ -19,14 +21,34 @@ import random
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from app.bus import Bus, Envelope, Handler
 
 log = logging.getLogger(__name__)
 
 
+FAULTS = ("duplicate", "delay", "reorder", "fail")
+
+
 class ChaosFault(Exception):
     """A delivery failed on purpose."""
+
+
+DELAY = r"(\d+(?:\.\d+)?)(?:-(\d+(?:\.\d+)?))?(ms|s)?"
+
+
+def parse_delay(raw: str) -> tuple[float, float]:
+    """``0-50ms``, ``20ms``, ``0.1-0.5s`` (milliseconds without a unit) as (low, high) seconds."""
+    m = re.fullmatch(DELAY, raw.strip())
+    if not m:
+        raise ValueError(f"delay must look like 0-50ms, not {raw!r}")
+    scale = 1.0 if m.group(3) == "s" else 0.001
+    low = float(m.group(1)) * scale
+    high = float(m.group(2)) * scale if m.group(2) else low
+    if high < low:
+        raise ValueError(f"delay {raw!r} ends before it starts")
+    return low, high
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +69,10 @@ class Chaos:
             key, _, raw = part.partition("=")
             key = key.strip()
             if key == "delay":
-                m = re.fullmatch(r"(\d+(?:\.\d+)?)(?:-(\d+(?:\.\d+)?))?(ms|s)?", raw.strip())
-                if not m:
-                    raise ValueError(f"BUS_CHAOS delay must look like 0-50ms, not {raw!r}")
-                scale = 1.0 if m.group(3) == "s" else 0.001
-                low = float(m.group(1)) * scale
-                delay = (low, float(m.group(2)) * scale if m.group(2) else low)
+                try:
+                    delay = parse_delay(raw)
+                except ValueError as exc:
+                    raise ValueError(f"BUS_CHAOS {exc}") from None
             elif key in ("seed", "duplicate", "reorder", "fail"):
                 values[key] = float(raw)
             else:
@@ -69,6 +89,24 @@ class Chaos:
             fail=values.get("fail", 0.0),
         )
 
+    def delay_text(self) -> str:
+        low, high = (round(x * 1000, 3) for x in (self.delay_min, self.delay_max))
+        return f"{low:g}ms" if low == high else f"{low:g}-{high:g}ms"
+
+    def as_json(self) -> dict[str, Any]:
+        """The fields as ``PUT /admin/chaos`` takes them (the ones not set left out)."""
+        out: dict[str, Any] = {"seed": self.seed}
+        out.update({k: v for k, v in (("duplicate", self.duplicate), ("reorder", self.reorder)) if v})
+        if self.delay_max:
+            out["delay"] = self.delay_text()
+        if self.fail:
+            out["fail"] = self.fail
+        return out
+
+    def spec(self) -> str:
+        """The ``BUS_CHAOS`` text of this setting."""
+        return ",".join(f"{k}={v}" for k, v in self.as_json().items())
+
     def draw(self, *key: object) -> float:
         """A uniform number in [0, 1) that depends only on the seed and ``key``."""
         digest = hashlib.blake2b(repr((self.seed, *key)).encode(), digest_size=8).digest()
@@ -76,12 +114,39 @@ class Chaos:
 
 
 class ChaosBus:
-    """Wraps any Bus with seeded faults on the delivery side; publishing is untouched, so the outbox
-    and the broker keep their guarantees and the consumers must absorb the mess."""
+    """Wraps any Bus with the lab's controls on the delivery side: seeded faults (``chaos``, None for
+    none, replaceable while running) and paused groups. Publishing is untouched, so the outbox and the
+    broker keep their guarantees and the consumers must absorb the mess.
 
-    def __init__(self, inner: Bus, chaos: Chaos) -> None:
-        self.inner, self.chaos = inner, chaos
-        self.injected: dict[str, int] = {"duplicate": 0, "delay": 0, "reorder": 0, "fail": 0}
+    It sits below the observers (``ObservedBus`` wraps it): they see what reaches a consumer's code, so a
+    duplicate is drawn as a second delivery its inbox skipped, a lost ack as a redelivery, a paused
+    group's events as delivered when it resumes."""
+
+    def __init__(self, inner: Bus, chaos: Chaos | None = None) -> None:
+        self.inner = inner
+        self.chaos = chaos
+        self.injected: dict[str, int] = dict.fromkeys(FAULTS, 0)
+        # a paused group's deliveries wait on its gate, in order (each partition's next one at the
+        # gate, the rest behind it in the bus); an open gate costs one dict lookup per delivery
+        self._gates: dict[str, asyncio.Event] = {}
+        self._held: dict[str, int] = {}
+
+    def set(self, chaos: Chaos | None) -> None:
+        """Replace the faults for every delivery from now on; the counts start again."""
+        self.chaos = chaos
+        self.injected = dict.fromkeys(FAULTS, 0)
+
+    def pause(self, group: str) -> None:
+        gate = self._gates.setdefault(group, asyncio.Event())
+        gate.clear()
+
+    def resume(self, group: str) -> None:
+        gate = self._gates.pop(group, None)
+        if gate is not None:
+            gate.set()
+
+    def paused(self, group: str) -> bool:
+        return group in self._gates
 
     @property
     def durable(self) -> bool:
@@ -100,6 +165,10 @@ class ChaosBus:
     def on_settled(self, source: str, listener: Callable[[Envelope], None]) -> None:
         self.inner.on_settled(source, listener)
 
+    def waiting(self, group: str) -> int:
+        """The inner bus's count, and the deliveries held at the group's gate."""
+        return self.inner.waiting(group) + self._held.get(group, 0)
+
     async def publish(self, event: Envelope) -> None:
         await self.inner.publish(event)
 
@@ -107,31 +176,47 @@ class ChaosBus:
         await self.inner.subscribe(event_type, group, self._wrap(group, handler))
 
     async def close(self) -> None:
+        for group in list(self._gates):
+            self.resume(group)
         await self.inner.close()
 
-    def _wrap(self, group: str, handler: Handler) -> Handler:
-        c = self.chaos
+    async def _hold(self, group: str, gate: asyncio.Event) -> None:
+        self._held[group] = self._held.get(group, 0) + 1
+        try:
+            await gate.wait()
+        finally:
+            self._held[group] -= 1
 
-        async def chaotic(event: Envelope) -> None:
+    def _wrap(self, group: str, handler: Handler) -> Handler:
+        async def chaotic(event: Envelope) -> bool | None:
+            gate = self._gates.get(group)
+            while gate is not None:  # paused, maybe again right after a resume
+                await self._hold(group, gate)
+                gate = self._gates.get(group)
+            c = self.chaos
+            if c is None:
+                return await handler(event)
+            injected = self.injected
             key = (event.id, group, event.attempt)
             if c.reorder and c.draw(*key, "reorder") < c.reorder:
                 # held back well past the normal delay, so later events of other subjects overtake it
-                self.injected["reorder"] += 1
+                injected["reorder"] += 1
                 await asyncio.sleep(c.delay_max * 4 + 0.02)
             elif c.delay_max:
-                self.injected["delay"] += 1
+                injected["delay"] += 1
                 await asyncio.sleep(c.delay_min + (c.delay_max - c.delay_min) * c.draw(*key, "delay"))
             failing = c.fail and c.draw(*key, "fail") < c.fail
             if failing and c.draw(*key, "when") < 0.5:
-                self.injected["fail"] += 1
+                injected["fail"] += 1
                 raise ChaosFault(f"delivery of {event.id} to {group} dropped (attempt {event.attempt})")
-            await handler(event)
+            result = await handler(event)
             if c.duplicate and c.draw(*key, "duplicate") < c.duplicate:
-                self.injected["duplicate"] += 1
-                await handler(event)
+                injected["duplicate"] += 1
+                result = await handler(event)
             if failing:
-                self.injected["fail"] += 1
+                injected["fail"] += 1
                 raise ChaosFault(f"ack of {event.id} from {group} lost (attempt {event.attempt})")
+            return result
 
         return chaotic
 

@@ -37,7 +37,7 @@ def consume(
 
     record = Sql.insert(inbox, ignore=True)
 
-    def apply(uow: UnitOfWork) -> None:
+    def apply(uow: UnitOfWork) -> bool:
         event = uow.cause
         assert event is not None
         first = uow.run(
@@ -45,9 +45,11 @@ def consume(
         )
         if first:
             handler(uow, event)
+        return bool(first)
 
-    async def on_event(event: Envelope) -> None:
-        await db.consume(apply, event)
+    async def on_event(event: Envelope) -> bool:
+        """True when the handler ran; False when the inbox had the event already (no effect)."""
+        return await db.consume(apply, event)
 
     on_event.__qualname__ = f"consume[{group}]({getattr(handler, '__name__', handler)})"
     return on_event

@@ -34,6 +34,7 @@ def store_notice(
             "created_at": uow.now,
         },
     )
+    uow.note(f'store "{kind}"', login=login)
 
 
 def list_notices(reader: Reader, login: str, limit: int) -> list[Message]:

@@ -106,6 +106,14 @@ class Metrics:
                 registry=r,
             )
         )
+        self.skipped = _Children(
+            Counter(
+                "events_skipped",
+                "Deliveries acked with no effect: the group's inbox had the event (a duplicate).",
+                labels,
+                registry=r,
+            )
+        )
         self.handling = _Children(
             Histogram(
                 "event_handler_duration_seconds",
@@ -173,6 +181,11 @@ class Metrics:
 
     def on_dead_lettered(self, event: Envelope, group: str, error: str) -> None:
         self.dead.get(event.type, group).inc()
+
+    def on_note(self, module: str, correlation_id: str, login: str, text: str) -> None: ...
+
+    def on_skipped(self, event: Envelope, group: str) -> None:
+        self.skipped.get(event.type, group).inc()
 
     # -- scrape ----------------------------------------------------------------------------------
 

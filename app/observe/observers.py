@@ -45,8 +45,23 @@ class Observer(Protocol):
 
     def on_dead_lettered(self, event: Envelope, group: str, error: str) -> None: ...
 
+    def on_note(self, module: str, correlation_id: str, login: str, text: str) -> None:
+        """A module changed its own state and said what (a committed unit of work): a self-arrow."""
 
-_REPORTS = ("on_http", "on_published", "on_delivered", "on_acked", "on_failed", "on_dead_lettered")
+    def on_skipped(self, event: Envelope, group: str) -> None:
+        """The group's inbox had the event already: acked with no effect (a duplicate delivery)."""
+
+
+_REPORTS = (
+    "on_http",
+    "on_published",
+    "on_delivered",
+    "on_acked",
+    "on_failed",
+    "on_dead_lettered",
+    "on_note",
+    "on_skipped",
+)
 
 
 class Observers:
@@ -90,6 +105,12 @@ class Observers:
     def on_dead_lettered(self, event: Envelope, group: str, error: str) -> None:
         self._each("on_dead_lettered", event, group, error)
 
+    def on_note(self, module: str, correlation_id: str, login: str, text: str) -> None:
+        self._each("on_note", module, correlation_id, login, text)
+
+    def on_skipped(self, event: Envelope, group: str) -> None:
+        self._each("on_skipped", event, group)
+
     def dead_letter_sink(self, inner: DeadLetterSink) -> DeadLetterSink:
         """Wrap the bus's dead-letter sink so dead letters are reported too."""
 
@@ -123,6 +144,9 @@ class ObservedBus:
     def on_settled(self, source: str, listener: Callable[[Envelope], None]) -> None:
         self.inner.on_settled(source, listener)
 
+    def waiting(self, group: str) -> int:
+        return self.inner.waiting(group)
+
     async def publish(self, event: Envelope) -> None:
         await self.inner.publish(event)
         self.observers.on_published(event)
@@ -130,15 +154,18 @@ class ObservedBus:
     async def subscribe(self, event_type: str, group: str, handler: Handler) -> None:
         observers = self.observers
 
-        async def observed(event: Envelope) -> None:
+        async def observed(event: Envelope) -> bool | None:
             observers.on_delivered(event, group)
             started = time.perf_counter()
             try:
-                await handler(event)
+                result = await handler(event)
             except Exception as exc:
                 observers.on_failed(event, group, f"{type(exc).__name__}: {exc}")
                 raise
             observers.on_acked(event, group, time.perf_counter() - started)
+            if result is False:
+                observers.on_skipped(event, group)
+            return result
 
         await self.inner.subscribe(event_type, group, observed)
 

@@ -151,6 +151,10 @@ class Tracing:
 
     def on_dead_lettered(self, event: Envelope, group: str, error: str) -> None: ...
 
+    def on_note(self, module: str, correlation_id: str, login: str, text: str) -> None: ...
+
+    def on_skipped(self, event: Envelope, group: str) -> None: ...
+
     def _end(self, error: str = "") -> None:
         span = _delivery.get()
         if span is None:

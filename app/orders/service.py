@@ -79,6 +79,7 @@ def create_order(uow: UnitOfWork, body: CreateOrder, order_id: str, key: str | N
             "settled_at": None,
         },
     )
+    uow.note(f"save order {order_id[:8]}…, {to_text(total)}, pending", login=body.login)
     uow.emit(PaymentRequested(order_id=order_id, login=body.login, amount=total), subject=body.login)
     return order_id
 
@@ -88,7 +89,9 @@ def settle(uow: UnitOfWork, order_id: str, status: str, reason: str | None) -> O
     row = uow.first(SETTLE, {"b_id": order_id, "b_status": status, "b_reason": reason, "b_now": uow.now})
     if row is None:
         return None
-    return OrderOut.from_row(row)
+    order = OrderOut.from_row(row)
+    uow.note(f"mark order {order_id[:8]}… {status}", login=order.login)
+    return order
 
 
 def get_order(reader: Reader, order_id: str) -> OrderOut:

@@ -35,6 +35,7 @@ def register(uow: UnitOfWork, body: Register, password_hash: str) -> Person:
         ),
         subject=person.login,
     )
+    uow.note(f"register {person.login}", login=person.login)
     return person
 
 

@@ -83,6 +83,8 @@ class Database:
         self.on_commit: Callable[[Sequence[Envelope]], None] | None = None
         # runs between a COMMIT and the hand-off of its events (the chaos crash point hooks in here)
         self.after_commit_hook: Callable[[], None] | None = None
+        # gets each committed unit's notes, (module, correlation id, login, text): the flow's self-arrows
+        self.on_note: Callable[[str, str, str, str], None] | None = None
         self._outbox_insert = (
             Sql.insert(outbox, "id", "type", "subject", "envelope", "created_at")
             if outbox is not None
@@ -312,6 +314,10 @@ class Database:
                     callback()
                 except Exception:
                     log.exception("after-commit callback failed in %s", self.name)
+            if job.uow.notes and self.on_note is not None:
+                cid = job.uow.flow_id()
+                for login, text in job.uow.notes:
+                    self.on_note(self.name, cid, login, text)
             events.extend(job.uow.events)
         if events and self.on_commit is not None:
             self.on_commit(events)

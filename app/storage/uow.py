@@ -24,6 +24,8 @@ class UnitOfWork:
     correlation: str = ""
     traceparent: str = ""
     events: list[Envelope] = field(default_factory=list)
+    # (login, text): what this unit changed, in words, told to the flow once it has committed
+    notes: list[tuple[str, str]] = field(default_factory=list)
     _after_commit: list[Callable[[], None]] = field(default_factory=list)
 
     def run(self, sql: Sql, params: Params | None = None) -> int:
@@ -58,6 +60,17 @@ class UnitOfWork:
         )
         self.events.append(envelope)
         return envelope
+
+    def note(self, text: str, *, login: str) -> None:
+        """Say what this unit changed (``withdraw 300.00, balance 700.00``): drawn as the module's
+        self-arrow in its flow once the unit commits; nothing is said of a unit that rolls back."""
+        self.notes.append((login, text))
+
+    def flow_id(self) -> str:
+        """The correlation id of the flow this unit belongs to (its cause's, or its request's)."""
+        if self.cause is not None:
+            return self.cause.correlationid or self.cause.id
+        return self.correlation
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` on the event loop once this unit has committed (never on rollback)."""

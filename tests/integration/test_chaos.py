@@ -47,7 +47,7 @@ async def test_2000_orders_under_chaos_end_terminal_with_clean_invariants(settin
     )
     rng = random.Random(42)
     async with running(app, timeout=30) as client:
-        bus = app.state.system.bus
+        bus = app.state.system.chaos
         assert isinstance(bus, ChaosBus)
         admin = operator(app)
         logins = [new_login("chaos") for _ in range(USERS)]

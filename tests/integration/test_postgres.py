@@ -113,6 +113,9 @@ class Published:
     def on_settled(self, source: str, listener: Callable[[Envelope], None]) -> None:
         raise NotImplementedError("a durable bus never settles")
 
+    def waiting(self, group: str) -> int:
+        return 0
+
     async def close(self) -> None:
         pass
 

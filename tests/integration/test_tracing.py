@@ -44,6 +44,10 @@ class Published:
 
     def on_dead_lettered(self, event: Envelope, group: str, error: str) -> None: ...
 
+    def on_note(self, module: str, correlation_id: str, login: str, text: str) -> None: ...
+
+    def on_skipped(self, event: Envelope, group: str) -> None: ...
+
 
 async def serve(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, FastAPI, Published]]:
     app = create_app(settings)

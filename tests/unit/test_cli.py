@@ -35,6 +35,7 @@ def test_each_command_has_its_own_help(capsys: pytest.CaptureFixture[str], comma
         "bench": "--clients",
         "up": "--replicas",
         "asyncapi": "--mermaid",
+        "schema-check": "--against",
     }
     for other, its_flag in others.items():
         assert (its_flag in out) == (other == command)

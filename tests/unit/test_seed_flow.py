@@ -14,7 +14,7 @@ from tests.support.settings import memory_settings
 async def test_seed_scenario_through_the_asgi_app_in_memory(tmp_path: Path) -> None:
     app = create_app(memory_settings(data_dir=tmp_path))
     async with running(app) as client:
-        assert isinstance(app.state.system.bus.inner, MemoryBus)  # under the observers
+        assert isinstance(app.state.system.bus.inner.inner, MemoryBus)  # under the observers and the lab
         await walk_seed_scenario(client)
     assert_nothing_written(tmp_path)
 

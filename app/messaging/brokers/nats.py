@@ -171,6 +171,9 @@ class NatsBus:
     def on_settled(self, source: str, listener: Callable[[Envelope], None]) -> None:
         """Never called back: the event is safe at the publish ack (``durable``)."""
 
+    def waiting(self, group: str) -> int:
+        return sum(c.waiting() for (_, g), c in self._groups.items() if g == group)
+
     async def publish(self, event: Envelope) -> None:
         js = await self._jetstream()
         headers = {"Nats-Msg-Id": event.id}

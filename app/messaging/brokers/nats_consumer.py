@@ -60,6 +60,10 @@ class Consumer:
         self._heartbeat: asyncio.Task[None] | None = None
         self._sub: Subscription | None = None
 
+    def waiting(self) -> int:
+        """Events fetched and waiting in the lanes for a handler."""
+        return sum(lane.qsize() for lane in self._lanes)
+
     async def start(self, nc: Client) -> None:
         inbox = nc.new_inbox()
         self._sub = await nc.subscribe(inbox, cb=self._on_message)

@@ -145,6 +145,10 @@ class RabbitBus:
     def on_settled(self, source: str, listener: Callable[[Envelope], None]) -> None:
         """Never called back: the event is safe at the publish ack (``durable``)."""
 
+    def waiting(self, group: str) -> int:
+        g = self._groups.get(group)
+        return sum(lane.qsize() for lane in g.lanes) if g is not None else 0
+
     async def connect(self) -> None:
         """Connect and declare the exchanges; at once if already connected. ``publish`` and
         ``subscribe`` call it, so a bus built without awaiting connects on first use."""

@@ -72,10 +72,12 @@ class Hop(NamedTuple):
 
     seq: int
     at: float  # time.time()
-    kind: str  # request | reply | published | delivered | redelivered | acked | failed | dead_lettered
+    # request | reply | published | delivered | redelivered | duplicate | acked | skipped | failed |
+    # dead_lettered | note (a module's own change, in words: a self-arrow)
+    kind: str
     correlation_id: str
     module: str  # the HTTP route's module, the event's source, or the consumer group
-    label: str  # "POST /order/createOrder", or the event type
+    label: str  # "POST /order/createOrder", the event type, or a note's text
     causation_id: str = ""
     event_id: str = ""
     subject: str = ""
@@ -110,6 +112,8 @@ class Flow:
     kind: str = ""
     kind_at: float = float("inf")  # start of the HTTP exchange the kind came from: the earliest wins
     dropped: int = 0
+    # (event id, group, attempt) delivered so far: a second delivery of one is a duplicate
+    deliveries: set[tuple[str, str, int]] = field(default_factory=set)
 
     def ordered(self) -> list[Hop]:
         # HTTP exchanges are reported when they end; their request hop is placed at its start time
@@ -121,6 +125,7 @@ class Flow:
         open_deliveries = (
             kinds.count("delivered")
             + kinds.count("redelivered")
+            + kinds.count("duplicate")
             - kinds.count("acked")
             - kinds.count("failed")
         )
@@ -208,6 +213,15 @@ class FlowRecorder:
     def on_delivered(self, event: Envelope, group: str) -> None:
         self._event("redelivered" if event.attempt > 1 else "delivered", event, group)
 
+    def on_skipped(self, event: Envelope, group: str) -> None:
+        self._event("skipped", event, group)
+
+    def on_note(self, module: str, correlation_id: str, login: str, text: str) -> None:
+        flow = self._flow(correlation_id, login)
+        self._add(
+            flow, Hop(next(self._seq), time.time(), "note", correlation_id, module, text, subject=login)
+        )
+
     def on_acked(self, event: Envelope, group: str, duration: float) -> None:
         self._event("acked", event, group, duration=duration)
 
@@ -252,6 +266,12 @@ class FlowRecorder:
         cid = event.correlationid or event.causationid or event.id
         # every event's subject is the login (README, the events table)
         flow = self._flow(cid, event.subject)
+        if kind in ("delivered", "redelivered"):
+            key = (event.id, module, event.attempt)
+            if key in flow.deliveries:
+                kind = "duplicate"  # the same delivery again: the bus (or chaos) duplicated it
+            else:
+                flow.deliveries.add(key)
         hop = Hop(
             next(self._seq),
             time.time(),

@@ -7,6 +7,7 @@ Another login's flow is not found, as another login's order is.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -18,14 +19,17 @@ from starlette.responses import PlainTextResponse, Response
 
 from app.edge.auth import Auth, FlowsOf, require_self
 from app.edge.fields import LOGIN_PATTERN
-from app.observe.flows.drawing import mermaid, sequencediagram
+from app.observe.flows.drawing import Arrow, Labels, mermaid_of, scenario_arrows, sequencediagram_of
+from app.observe.flows.drawing import arrows as drawn
 from app.observe.flows.recorder import FlowRecorder, Subscriber
-from app.problems import NotFound, declared
+from app.problems import BadRequest, NotFound, declared
 
 if TYPE_CHECKING:
     from app.system import System
 
 CORRELATION_ID = r"^[ -~]{1,64}$"  # what the edge takes as an X-Correlation-ID: printable ASCII
+Format = Literal["json", "mermaid", "sequencediagram"]
+SCENARIO_MAX = 50  # flows in one scenario: the page's steps are 8
 
 
 def router(recorder: FlowRecorder, system: System) -> APIRouter:
@@ -45,10 +49,12 @@ def router(recorder: FlowRecorder, system: System) -> APIRouter:
 
     @r.get("/chaos", responses=declared(401))
     async def chaos(_: FlowsOf) -> dict[str, Any]:
-        """Whether BUS_CHAOS is on (read-only: set it at start-up) and the faults injected so far."""
-        spec = system.settings.bus_chaos
-        injected = system.chaos.injected if system.chaos is not None else None
-        return {"enabled": bool(spec), "spec": spec, "injected": injected}
+        """Whether chaos is on (BUS_CHAOS at start-up, or the operator's PUT /admin/chaos since), and
+        the faults injected since it was set."""
+        layer = system.chaos
+        chaos = layer.chaos if layer is not None else None
+        injected = layer.injected if layer is not None and chaos is not None else None
+        return {"enabled": chaos is not None, "spec": chaos.spec() if chaos else "", "injected": injected}
 
     @r.get(
         "/stream",
@@ -73,24 +79,60 @@ def router(recorder: FlowRecorder, system: System) -> APIRouter:
         sub = recorder.subscribe(correlation_id, mine)
         return EventSourceResponse(_hops(recorder, sub, limit, ends), ping=15)
 
+    @r.get("/scenario", responses=declared(400, 401))
+    async def scenario(
+        mine: FlowsOf,
+        ids: Annotated[
+            str, Query(max_length=SCENARIO_MAX * 65, description="correlation ids, comma-separated")
+        ],
+        fmt: Annotated[Format, Query(alias="format")] = "json",
+        labels: Annotated[Labels, Query(description="seed: the seed diagram's words")] = "events",
+    ) -> Response:
+        """Several flows, in the order given, as one diagram under a divider per step: the page's steps
+        make the seed scenario redrawn from real traffic. Flows not found (or not yours) are left out
+        and listed as ``missing`` in the JSON."""
+        wanted = [i for i in ids.split(",") if i]
+        if (
+            not wanted
+            or len(wanted) > SCENARIO_MAX
+            or not all(re.fullmatch(CORRELATION_ID, i) for i in wanted)
+        ):
+            raise BadRequest(f"ids must be 1 to {SCENARIO_MAX} correlation ids, comma-separated")
+        found = {i: recorder.get(i, mine) for i in wanted}
+        flows = [f for f in found.values() if f is not None]
+        if fmt == "json":
+            body = {
+                "flows": [f.summary() for f in flows],
+                "missing": [i for i, f in found.items() if f is None],
+                "records": [h.as_json() for f in flows for h in f.ordered()],
+            }
+            return Response(orjson.dumps(body), media_type="application/json")
+        return _drawn(scenario_arrows(flows, labels), fmt, labels)
+
     @r.get("/{correlation_id}", responses=declared(401, 404, s404="no such flow of yours (or evicted)"))
     async def get_flow(
         mine: FlowsOf,
         correlation_id: Annotated[str, Path(max_length=64)],
-        fmt: Annotated[Literal["json", "mermaid", "sequencediagram"], Query(alias="format")] = "json",
+        fmt: Annotated[Format, Query(alias="format")] = "json",
+        labels: Annotated[Labels, Query(description="seed: the seed diagram's words")] = "events",
     ) -> Response:
-        """One flow: its hops as JSON, or drawn as Mermaid or sequencediagram.org text."""
+        """One flow: its hops as JSON, or drawn as Mermaid or sequencediagram.org text, worded with
+        the events' names or (``labels=seed``) the seed diagram's words."""
         flow = recorder.get(correlation_id, mine)
         if flow is None:
             raise NotFound(f"no flow {correlation_id!r} (never seen, evicted, or not yours)")
-        if fmt == "mermaid":
-            return PlainTextResponse(mermaid(flow))
-        if fmt == "sequencediagram":
-            return PlainTextResponse(sequencediagram(flow))
+        if fmt != "json":
+            return _drawn(drawn(flow, labels), fmt, labels)
         body = {**flow.summary(), "records": [h.as_json() for h in flow.ordered()]}
         return Response(orjson.dumps(body), media_type="application/json")
 
     return r
+
+
+def _drawn(lines: list[Arrow], fmt: Format, labels: Labels) -> Response:
+    if fmt == "mermaid":
+        return PlainTextResponse(mermaid_of(lines))
+    return PlainTextResponse(sequencediagram_of(lines, seed_syntax=labels == "seed"))
 
 
 async def _hops(

@@ -46,9 +46,7 @@ def parse_delay(raw: str) -> tuple[float, float]:
     scale = 1.0 if m.group(3) == "s" else 0.001
     low = float(m.group(1)) * scale
     high = float(m.group(2)) * scale if m.group(2) else low
-    if high < low:
-        raise ValueError(f"delay {raw!r} ends before it starts")
-    return low, high
+    return min(low, high), max(low, high)  # a range given backwards is still that range
 
 
 @dataclass(frozen=True, slots=True)

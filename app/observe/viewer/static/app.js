@@ -1,4 +1,5 @@
-// The flow viewer: drive the seed scenario over the real HTTP API and draw each step's flow.
+// The flow viewer: drive the seed scenario over the real HTTP API and show what each step did. The
+// drawing is diagram.js, the operator's lab panel lab.js; both are loaded after this file.
 "use strict";
 
 const $ = (selector) => document.querySelector(selector);

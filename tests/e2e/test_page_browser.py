@@ -1,15 +1,10 @@
 """The flow viewer and Swagger UI in a real browser: Debian's chromium, driven by Playwright, against a
 real server. As a user the page draws that login's flows only; opened with the operator's address, every
-login's.
-
-The pictures are the docs' screenshots: the tests write them under their tmp_path, and into docs/ only
-when asked (``FLOW_VIEWER_SCREENSHOTS=docs``), so that a test run leaves the work tree as it found it."""
+login's. Screenshots: tests/support/browser.py (into docs/ with ``FLOW_VIEWER_SCREENSHOTS=docs``)."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,20 +15,8 @@ from app.config import Settings
 from app.edge.auth import operator_token
 from tests.conftest import new_login
 from tests.support.auth import PASSWORD, bearer
+from tests.support.browser import Page, chromium_tab, expect, keep_screenshot, run_step
 from tests.support.server import Server
-
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS_TO = os.environ.get("FLOW_VIEWER_SCREENSHOTS")
-
-
-def keep_screenshot(page: Page, tmp_path: Path, name: str) -> None:
-    """A full-page PNG under tmp_path; copied into FLOW_VIEWER_SCREENSHOTS when that is set."""
-    shot = tmp_path / name
-    page.screenshot(path=str(shot), full_page=True)
-    assert shot.read_bytes().startswith(b"\x89PNG")
-    if SCREENSHOTS_TO:
-        shutil.copyfile(shot, Path(SCREENSHOTS_TO) / name)
-
 
 SEED_PARTICIPANTS = (
     "Client",
@@ -43,13 +26,6 @@ SEED_PARTICIPANTS = (
     "Order-service",
     "Notification-service",
 )
-
-try:
-    from playwright.sync_api import Page, expect, sync_playwright
-except ImportError:
-    pytest.skip("Playwright for Python is not installed: pip install playwright", allow_module_level=True)
-if not CHROMIUM.exists():
-    pytest.skip(f"no browser at {CHROMIUM}: apt-get install -y chromium", allow_module_level=True)
 
 pytestmark = pytest.mark.slow
 
@@ -63,17 +39,8 @@ def server(tmp_path: Path) -> Iterator[Server]:
 @pytest.fixture
 def browser_page(server: Server) -> Iterator[Page]:
     """A fresh chromium tab, nothing loaded yet."""
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.set_default_timeout(10_000)
-            yield page
-        finally:
-            browser.close()
+    with chromium_tab() as page:
+        yield page
 
 
 @pytest.fixture
@@ -98,12 +65,6 @@ def someone_elses_order(server: Server) -> str:
         order = c.post("/order/createOrder", json={"login": login, "price": 1}, headers=auth)
         assert order.status_code == 200, order.text
     return login
-
-
-def run_step(page: Page, step: str, shows: str) -> None:
-    item = page.locator(f'#steps li[data-step="{step}"]')
-    item.get_by_role("button").click()
-    expect(item.locator(".result")).to_contain_text(shows)
 
 
 def test_the_page_walks_the_seed_and_draws_each_flow(server: Server, page: Page, tmp_path: Path) -> None:

@@ -13,6 +13,8 @@ HERE = Path(__file__).parent
 # only these files are served: no path from the URL ever reaches the file system
 STATIC = {
     "app.js": "text/javascript",
+    "diagram.js": "text/javascript",
+    "lab.js": "text/javascript",
     "style.css": "text/css",
     "mermaid.min.js": "text/javascript",
 }

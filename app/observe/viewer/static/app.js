@@ -1,4 +1,5 @@
-// The flow viewer: drive the seed scenario over the real HTTP API and draw each step's flow.
+// The flow viewer: drive the seed scenario over the real HTTP API and show what each step did. The
+// drawing is diagram.js, the operator's lab panel lab.js; both are loaded after this file.
 "use strict";
 
 const $ = (selector) => document.querySelector(selector);
@@ -12,6 +13,10 @@ const state = {
   operator: "", // the operator's token (from ?operator=), kept in sessionStorage: this tab only
   current: "", // the correlation id whose flow is drawn
   stepOf: new Map(), // correlation id -> step name, for the flows this page started
+  runs: [], // the correlation ids of this login's steps, in the order run: the whole scenario
+  view: "step", // "step": the current flow; "scenario": every step's flow, one after another
+  labels: "events", // how the server words the arrows: "events" (types, paths) or "seed"
+  pending: new Map(), // order id -> its step's result, for an order answered 202 (not settled yet)
 };
 
 // The seed's steps: each is one HTTP request, sent with its own X-Correlation-ID (and the Bearer
@@ -102,6 +107,7 @@ function leaveOperator() {
 
 function viewerChanged() {
   showViewer();
+  labChanged(); // lab.js: the operator's panel, shown with the operator's token only
   listen();
   listSoon();
   drawSoon();
@@ -115,7 +121,9 @@ async function runStep(item) {
   const cid = `ui-${name}-${randomHex(12)}`;
   const result = item.querySelector(".result");
   state.stepOf.set(cid, name);
+  state.runs.push(cid);
   result.textContent = "…";
+  result.className = "result";
   result.dataset.cid = cid;
   showFlow(cid);
 
@@ -133,6 +141,12 @@ async function runStep(item) {
   }
   result.textContent = `${response.status} · ${ms} ms · ${summarize(name, reply)}`;
   result.className = response.ok ? "result ok" : "result failed";
+  if (response.status === 202) {
+    // accepted, not settled: the order waits for billing; refresh() says when it settles
+    state.pending.set(reply.id, result);
+    result.textContent = `${response.status} · ${ms} ms · accepted, pending: billing has not answered`;
+    result.className = "result pending";
+  }
   item.classList.add("done");
   drawSoon();
   refreshSoon();
@@ -148,63 +162,6 @@ function summarize(name, reply) {
   if (reply.messages) return `${reply.messages.length} notices`;
   if (reply.login) return `registered ${reply.login}`;
   return reply.detail || reply.title || name;
-}
-
-// ---- the diagram -------------------------------------------------------------------------------
-
-let renders = 0;
-let drawing = Promise.resolve();
-
-function showFlow(cid) {
-  state.current = cid;
-  $("#flow-id").textContent = `${state.stepOf.get(cid) || ""} ${cid}`;
-  $("#flow-outcome").textContent = "";
-  const diagram = $("#diagram");
-  diagram.innerHTML = '<p class="hint">Waiting for the first hop…</p>';
-  diagram.dataset.cid = cid;
-  diagram.dataset.hops = "0";
-  drawSoon();
-  listSoon();
-}
-
-// Draws are chained, so an older, slower draw never overwrites a newer one.
-function draw() {
-  drawing = drawing.then(drawCurrent).catch((error) => console.error(error));
-}
-
-const drawSoon = debounce(draw, 40);
-
-async function getText(path, headers) {
-  const response = await fetch(path, { headers });
-  return response.ok ? response.text() : "";
-}
-
-async function drawCurrent() {
-  const cid = state.current;
-  if (!cid) return;
-  const headers = flowsAuthorization();
-  if (!headers.Authorization) {
-    $("#diagram").innerHTML =
-      '<p class="hint">Flows are each login\'s own: "Log in" to see this one.</p>';
-    return;
-  }
-  const base = `/flows/${encodeURIComponent(cid)}`;
-  const [flow, text, seq] = await Promise.all([
-    getJson(base, headers),
-    getText(`${base}?format=mermaid`, headers),
-    getText(`${base}?format=sequencediagram`, headers),
-  ]);
-  if (cid !== state.current || !flow) return; // not recorded yet: the stream will say when it is
-  const { svg } = await mermaid.render(`flow-svg-${++renders}`, text);
-  const diagram = $("#diagram");
-  diagram.innerHTML = svg;
-  diagram.dataset.cid = cid;
-  diagram.dataset.hops = String(flow.hops);
-  $("#seq-text").textContent = seq;
-  $("#flow-outcome").textContent =
-    `${flow.kind} · ${flow.outcome} · ${Math.round(flow.duration * 1000)} ms · ${flow.hops} hops` +
-    (flow.login ? ` · ${flow.login}` : "") +
-    (flow.redeliveries ? ` · ${flow.redeliveries} redeliveries` : "");
 }
 
 // ---- recent flows: yours, or with the operator's token everyone's ------------------------------
@@ -251,12 +208,12 @@ async function refresh() {
   ]);
   if (mine !== refreshes) return; // a newer refresh is on its way
   $("#balance").textContent = account ? money(account.balance) : "—";
+  const listed = orders ? orders.orders : [];
   fillList(
     "#orders",
-    (orders ? orders.orders : []).map(
-      (o) => `${money(o.price)} · ${o.status}${o.reason ? ` (${o.reason})` : ""}`,
-    ),
+    listed.map((o) => `${money(o.price)} · ${o.status}${o.reason ? ` (${o.reason})` : ""}`),
   );
+  settled(listed);
   fillList(
     "#notices",
     (notices ? notices.messages : []).map((m) => `${m.type}: ${m.text}`),
@@ -265,6 +222,17 @@ async function refresh() {
 }
 
 const refreshSoon = debounce(refresh, 60);
+
+// An order answered 202 settles later (billing paused, slow or failing): its step says so when it does.
+function settled(orders) {
+  for (const order of orders) {
+    const result = state.pending.get(order.id);
+    if (!result || order.status === "pending") continue;
+    state.pending.delete(order.id);
+    result.textContent += ` → then ${order.status}${order.reason ? ` (${order.reason})` : ""}`;
+    result.className = order.status === "paid" ? "result ok" : "result failed";
+  }
+}
 
 function fillList(selector, lines) {
   const list = $(selector);
@@ -278,10 +246,12 @@ function fillList(selector, lines) {
 }
 
 function showChaos(chaos) {
-  if (!chaos || !chaos.enabled) return;
-  $("#chaos").hidden = false;
-  $("#chaos-switch").checked = true;
-  $("#chaos-spec").textContent = chaos.spec;
+  const on = Boolean(chaos && chaos.enabled);
+  $("#chaos").hidden = !on;
+  $("#chaos-switch").checked = on;
+  if (!on) return;
+  $("#chaos-spec").textContent =
+    typeof chaos.spec === "string" ? chaos.spec : JSON.stringify(chaos.spec);
   const injected = Object.entries(chaos.injected || {}).filter(([, n]) => n > 0);
   $("#chaos-injected").textContent = injected.map(([fault, n]) => `${fault} ${n}`).join(", ");
 }
@@ -322,7 +292,11 @@ async function follow(headers, signal) {
 function onRecord(event, data) {
   if (event !== "record") return;
   const record = JSON.parse(data);
-  if (record.correlationId === state.current) drawSoon();
+  const drawn =
+    state.view === "scenario"
+      ? state.runs.includes(record.correlationId)
+      : record.correlationId === state.current;
+  if (drawn) drawSoon();
   if (record.subject === state.login || state.stepOf.has(record.correlationId)) refreshSoon();
   listSoon();
 }
@@ -361,6 +335,8 @@ function newLogin() {
   state.login = `student-${randomHex(12)}`;
   state.password = randomHex(24);
   state.token = "";
+  state.runs = [];
+  state.pending.clear();
   $("#login").textContent = state.login;
   for (const item of document.querySelectorAll("#steps li")) {
     item.classList.remove("done");
@@ -381,7 +357,12 @@ function start() {
   }
   $("#new-login").addEventListener("click", newLogin);
   $("#leave-operator").addEventListener("click", leaveOperator);
+  startDiagram(); // diagram.js
+  startLab(); // lab.js
+  // an order answered 202 settles whenever billing gets to it: look again each second until it has
+  setInterval(() => state.pending.size && refreshSoon(), 1000);
   newLogin();
 }
 
-start();
+// diagram.js and lab.js come after this file: every deferred script has run by DOMContentLoaded
+document.addEventListener("DOMContentLoaded", start);

@@ -71,7 +71,7 @@ def arrows(flow: Flow, labels: Labels = "events") -> list[Arrow]:
         elif h.kind == "acked":
             deactivate(svc)
         elif h.kind == "skipped":
-            out.append(Arrow(svc, svc, "note", f"inbox had {h.label}: skipped, no second effect"))
+            out.append(Arrow(svc, svc, "note", "inbox: a duplicate, skipped"))
         elif h.kind == "note":
             out.append(Arrow(svc, svc, "self", said or h.label))
         elif h.kind == "failed":

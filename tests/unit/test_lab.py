@@ -164,9 +164,7 @@ async def test_duplicates_are_drawn_and_skipped_by_the_inbox_with_no_second_effe
 
     text = await until(every_copy_skipped)
     assert "Brocker-service->Billing-service: orders.payment_requested.v1 (duplicate delivery)" in text
-    assert (
-        "note over Billing-service:inbox: a duplicate, skipped" in text
-    )
+    assert "note over Billing-service:inbox: a duplicate, skipped" in text
     summary = (await lab.get("/flows/dup", headers=op(lab))).json()
     assert summary["duplicates"] == 3 and summary["outcome"] == "ok"
     assert [r["kind"] for r in summary["records"]].count("skipped") == 3

@@ -187,7 +187,8 @@ class Settings(BaseSettings):
     flows_feed: bool = Field(
         False,
         description="`1`: processes that consume send their flows' hops over core NATS (the bus's server; "
-        "lossy by design) to the `CONSUME=0` console, whose `/flows` then shows whole flows; needs NATS",
+        "lossy by design) to the `CONSUME=0` console, whose `/flows` then shows whole flows, and take its "
+        "lab commands (`/admin/chaos`, `/admin/modules` there act on every module process); needs NATS",
     )
     # seeded faults for tests and demos (app/messaging/chaos.py)
     bus_chaos: str = Field(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections.abc import AsyncIterator
+from functools import partial
 
 from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
@@ -23,7 +24,7 @@ from app.observe import flows, viewer
 from app.observe.flows.feed import feed_for
 from app.observe.logs import CorrelationObserver
 from app.observe.metrics import Metrics
-from app.ops import admin, asyncapi, health, lab
+from app.ops import admin, asyncapi, health, lab, lab_link
 from app.system import MODULES, System
 
 
@@ -50,6 +51,8 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
         await system.start(bus)
         if feed is not None:
             await feed.start()
+        if lab_end is not None:
+            await lab_end.start()
         app.state.dbs = system.dbs
         # what start-up made (~130,000 objects: the libraries, the app) lives as long as the process:
         # out of the collector's way, so a full collection under load walks only what requests make
@@ -60,6 +63,8 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
             await system.stop()
             if feed is not None:
                 await feed.stop()  # after the bus: what stopping reported goes too
+            if lab_end is not None:
+                await lab_end.stop()
             tracing = getattr(app.state, "tracing", None)
             if tracing is not None:
                 tracing.flush()
@@ -83,7 +88,15 @@ def create_app(settings: Settings, *, bus: Bus | None = None) -> FastAPI:
         app.include_router(MODULES[name].router)
     app.include_router(health.router(system))
     app.include_router(admin.router(system))
-    app.include_router(lab.router(system))
+    # FLOWS_FEED (the distributed topology): the console's lab acts on every module process
+    lab_end: lab_link.LabAgent | lab_link.LabLink | None = None
+    if settings.flows_feed:
+        where = lab_link.subject(settings.bus_namespace)
+        if settings.consume:
+            lab_end = lab_link.LabAgent(settings.bus_url, where, partial(lab.apply_command, system))
+        else:
+            lab_end = lab_link.LabLink(settings.bus_url, where)
+    app.include_router(lab.router(system, lab_end if isinstance(lab_end, lab_link.LabLink) else None))
     system.observers.add(CorrelationObserver())  # first: the others' log lines carry the id
     metrics = Metrics(system.relays)
     system.observers.add(metrics)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from app import problems
 from app.edge.auth import Operator
 from app.messaging.chaos import DELAY, Chaos, parse_delay
+from app.ops.lab_link import LabLink, merged_chaos, merged_modules
 from app.system import MODULES
 
 if TYPE_CHECKING:
@@ -62,17 +63,38 @@ def chaos_state(system: System) -> dict[str, Any]:
     }
 
 
-def router(system: System) -> APIRouter:
+def module_state(system: System, name: str) -> dict[str, Any]:
+    layer = system.chaos
+    paused = layer is not None and layer.paused(name)
+    return {
+        "state": "paused" if paused else "running",
+        "backlog": layer.waiting(name) if layer is not None else 0,
+        "consumes": sorted(MODULES[name].SUBSCRIPTIONS),
+    }
+
+
+def apply_command(system: System, command: dict[str, Any]) -> dict[str, Any]:
+    """A lab command from the console (app/ops/lab_link.py) applied here; this process's state after it."""
+    layer = system.chaos
+    assert layer is not None
+    op, module = command.get("op"), command.get("module")
+    if op == "chaos":
+        layer.set(ChaosBody.model_validate(command.get("chaos", {})).chaos())
+    elif op in ("pause", "resume") and module in system.dbs:
+        (layer.pause if op == "pause" else layer.resume)(str(module))
+    elif op not in ("state", "pause", "resume"):
+        raise ValueError(f"no lab command {op!r}")
+    return {"modules": {n: module_state(system, n) for n in system.dbs}, "chaos": chaos_state(system)}
+
+
+def router(system: System, link: LabLink | None = None) -> APIRouter:
+    """The lab's endpoints; with ``link`` (the console in the distributed topology) each acts on every
+    module process instead of this one, and answers for all of them."""
     r = APIRouter(tags=["admin"], dependencies=[Operator], responses=problems.declared(401, 403))
 
-    def module_state(name: str) -> dict[str, Any]:
-        layer = system.chaos
-        paused = layer is not None and layer.paused(name)
-        return {
-            "state": "paused" if paused else "running",
-            "backlog": layer.waiting(name) if layer is not None else 0,
-            "consumes": sorted(MODULES[name].SUBSCRIPTIONS),
-        }
+    async def everywhere(command: dict[str, Any]) -> list[dict[str, Any]]:
+        assert link is not None
+        return await link.ask(command)
 
     def running(name: str) -> str:
         if name not in system.dbs:
@@ -81,34 +103,52 @@ def router(system: System) -> APIRouter:
 
     @r.get("/admin/chaos")
     async def get_chaos() -> dict[str, Any]:
-        """The faults every delivery gets now, and how many of each were injected since they were set."""
+        """The faults every delivery gets now, and how many of each were injected since they were set
+        (at the distributed topology's console: every module process's, added up)."""
+        if link is not None:
+            return merged_chaos(await everywhere({"op": "state"}))
         return chaos_state(system)
 
     @r.put("/admin/chaos")
     async def put_chaos(body: ChaosBody) -> dict[str, Any]:
         """Set the faults from the next delivery on (``{}``: none); the counts start again."""
+        if link is not None:
+            return merged_chaos(
+                await everywhere({"op": "chaos", "chaos": body.model_dump(exclude_unset=True)})
+            )
         assert system.chaos is not None
         system.chaos.set(body.chaos())
         return chaos_state(system)
 
     @r.get("/admin/modules")
     async def modules() -> dict[str, Any]:
-        """Each module running here: whether its consumers take deliveries, and how many wait for it."""
-        states = {name: module_state(name) for name in system.dbs}
+        """Each module running here: whether its consumers take deliveries, and how many wait for it (at
+        the distributed topology's console: over its processes, ``partly paused`` when some are)."""
+        if link is not None:
+            answers = await everywhere({"op": "state"})
+            return {"modules": merged_modules(answers), "consuming": True, "processes": len(answers)}
+        states = {name: module_state(system, name) for name in system.dbs}
         return {"modules": states, "consuming": system.settings.consume}
+
+    async def switch(op: str, name: str) -> dict[str, Any]:
+        if link is not None:
+            merged = merged_modules(await everywhere({"op": op, "module": name}))
+            if name not in merged:
+                raise problems.NotFound(f"no process of module {name!r} answered")
+            return {"name": name, **merged[name]}
+        assert system.chaos is not None
+        layer = system.chaos
+        (layer.pause if op == "pause" else layer.resume)(running(name))
+        return {"name": name, **module_state(system, name)}
 
     @r.post("/admin/modules/{name}/pause", responses=problems.declared(404))
     async def pause(name: Annotated[str, Path(max_length=32)]) -> dict[str, Any]:
         """Hold the module's deliveries; its HTTP routes stay up. Pausing a paused module changes nothing."""
-        assert system.chaos is not None
-        system.chaos.pause(running(name))
-        return {"name": name, **module_state(name)}
+        return await switch("pause", name)
 
     @r.post("/admin/modules/{name}/resume", responses=problems.declared(404))
     async def resume(name: Annotated[str, Path(max_length=32)]) -> dict[str, Any]:
         """Let the module's consumers take deliveries again: what waited is delivered, in order."""
-        assert system.chaos is not None
-        system.chaos.resume(running(name))
-        return {"name": name, **module_state(name)}
+        return await switch("resume", name)
 
     return r

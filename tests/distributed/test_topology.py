@@ -179,6 +179,49 @@ async def test_the_front_shows_one_order_as_one_flow_with_the_hops_of_every_proc
     assert [f["kind"] for f in flows if f["correlationId"] == cid] == ["order"]
 
 
+async def test_the_front_pauses_billing_in_every_replica_and_the_order_settles_once_resumed(
+    topology: Topology,
+) -> None:
+    if topology.broker != "nats":
+        pytest.skip("the console reaches the module processes over core NATS (FLOWS_FEED)")
+    operator = {"Authorization": f"Bearer {topology.operator_token}"}
+    async with client(topology) as c:
+        login, auth = await funded(c, 500)
+        modules = (await c.get("/admin/modules", headers=operator)).json()
+        assert modules["modules"]["billing"]["processes"] == 2, modules
+        assert {m["state"] for m in modules["modules"].values()} == {"running"}
+        r = await c.post("/admin/modules/billing/pause", headers=operator)
+        assert (r.json()["state"], r.json()["processes"]) == ("paused", 2), r.text
+        try:
+            # billing's HTTP routes stay up; its consumers take nothing: createOrder answers 202
+            assert await balance(c, login, auth) == 500
+            r = await c.post("/order/createOrder", json={"login": login, "price": 100}, headers=auth)
+            assert r.status_code == 202, r.text
+            location = r.headers["location"]
+
+            async def waiting() -> int:
+                billing = (await c.get("/admin/modules", headers=operator)).json()["modules"]["billing"]
+                return int(billing["backlog"])
+
+            assert await until(waiting, timeout=20, interval=0.1) >= 1
+        finally:
+            r = await c.post("/admin/modules/billing/resume", headers=operator)
+            assert r.json()["state"] == "running", r.text
+
+        async def status() -> object:
+            order = (await c.get(location, headers=auth)).json()
+            return order["status"] if order["status"] != "pending" else None
+
+        assert await until(status, timeout=20, interval=0.1) == "paid"
+        assert await balance(c, login, auth) == 400
+        # chaos set at the front reaches every module process alike
+        r = await c.put("/admin/chaos", json={"seed": 3, "duplicate": 1}, headers=operator)
+        chaos = r.json()
+        assert chaos["enabled"] and chaos["alike"] and chaos["processes"] == 6, chaos
+        r = await c.put("/admin/chaos", json={}, headers=operator)
+        assert r.json()["enabled"] is False and r.json()["processes"] == 6, r.text
+
+
 async def test_50_concurrent_orders_against_10_affordable_pay_exactly_10(topology: Topology) -> None:
     async with client(topology) as c:
         login, auth = await funded(c, 1000)

@@ -25,7 +25,7 @@ from app.ops.topology import (
 )
 from tests.support.pg import PG, reachable
 from tests.support.pg import START as PG_START
-from tests.support.server import free_port
+from tests.support.server import free_port, free_run
 
 
 def test_the_namespace_and_database_are_the_run_directorys_own(tmp_path: Path) -> None:
@@ -129,7 +129,9 @@ def test_up_refuses_a_sqlite_database_and_a_memory_bus(capsys: pytest.CaptureFix
 def test_a_failed_up_says_why_and_leaves_no_process_on_record(tmp_path: Path) -> None:
     nobody = free_port()  # nothing listens there: PostgreSQL "refuses"
     t = Topology(
-        run_dir=tmp_path, port=free_port(), database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{nobody}/x"
+        run_dir=tmp_path,
+        port=free_run(12),
+        database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{nobody}/x",
     )
     with pytest.raises(TopologyError, match=f"PostgreSQL at 127.0.0.1:{nobody} refused"):
         t.start()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -19,6 +21,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_run(n: int) -> int:
+    """The first of ``n`` consecutive free ports, below Linux's ephemeral range (32768-60999), where
+    the outgoing connections of tests running alongside would take ports from under a topology, and
+    apart from the distributed tier's (11000-32000)."""
+    for _ in range(100):
+        base = random.randrange(50, 109) * 100
+        try:
+            with contextlib.ExitStack() as held:
+                for port in range(base, base + n):
+                    held.enter_context(socket.socket()).bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError(f"no {n} consecutive free ports found")
 
 
 class Server:

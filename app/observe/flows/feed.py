@@ -98,7 +98,8 @@ def unbatch(message: bytes) -> list[list[Any]]:
     return reports
 
 
-async def _connect(url: str, name: str) -> Any:
+async def connect_core(url: str, name: str) -> Any:
+    """A core NATS connection of its own (the feed's, the lab's): one retry at first, then for ever."""
     from nats.aio.client import Client
     from nats.errors import SlowConsumerError
 
@@ -151,7 +152,7 @@ class FlowFeed:
         self._buffer.append((name, time.time(), args))
 
     async def start(self) -> None:
-        self._nc = await _connect(self.url, f"eventcollab-flows:{self.subject}")
+        self._nc = await connect_core(self.url, f"eventcollab-flows:{self.subject}")
         self._task = asyncio.create_task(self._run(), name="flow feed")
 
     async def stop(self) -> None:
@@ -203,7 +204,7 @@ class FeedReplayer:
         return time.time() if self._at is None else self._at
 
     async def start(self) -> None:
-        self._nc = await _connect(self.url, f"eventcollab-console:{self.subject}")
+        self._nc = await connect_core(self.url, f"eventcollab-console:{self.subject}")
         await self._nc.subscribe(self.subject, cb=self._on_message)
         await self._nc.flush()  # subscribed at the server before the console says it is ready
 

@@ -164,6 +164,43 @@ class Bus(Protocol):
     async def close(self) -> None: ...
 
 
+class BusWrapper:
+    """A Bus around a Bus that forwards every call to ``inner``: a wrapper (observed, chaos) overrides
+    only what it changes."""
+
+    def __init__(self, inner: Bus) -> None:
+        self.inner = inner
+
+    @property
+    def durable(self) -> bool:
+        return self.inner.durable
+
+    @property
+    def ready(self) -> bool:
+        return self.inner.ready
+
+    async def connect(self) -> None:
+        await self.inner.connect()
+
+    def expect_groups(self, expected: Mapping[str, Iterable[str]]) -> None:
+        self.inner.expect_groups(expected)
+
+    def on_settled(self, source: str, listener: Callable[[Envelope], None]) -> None:
+        self.inner.on_settled(source, listener)
+
+    def waiting(self, group: str) -> int:
+        return self.inner.waiting(group)
+
+    async def publish(self, event: Envelope) -> None:
+        await self.inner.publish(event)
+
+    async def subscribe(self, event_type: str, group: str, handler: Handler) -> None:
+        await self.inner.subscribe(event_type, group, handler)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
 @dataclass(frozen=True, slots=True)
 class Backoff:
     """Exponential backoff with full jitter (a uniform draw below the ceiling ``base * 2**(attempt-1)``,

@@ -19,11 +19,10 @@ import logging
 import os
 import random
 import re
-from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from app.bus import Bus, Envelope, Handler
+from app.bus import Bus, BusWrapper, Envelope, Handler
 from app.observe.observers import Observer
 
 log = logging.getLogger(__name__)
@@ -112,7 +111,7 @@ class Chaos:
         return int.from_bytes(digest, "big") / 2**64
 
 
-class ChaosBus:
+class ChaosBus(BusWrapper):
     """Wraps any Bus with the lab's controls on the delivery side: seeded faults (``chaos``, None for
     none, replaceable while running) and paused groups. Publishing is untouched, so the outbox and the
     broker keep their guarantees and the consumers must absorb the mess.
@@ -123,7 +122,7 @@ class ChaosBus:
     delivery and its nack, a lost ack as a nack after the ack; then the redelivery."""
 
     def __init__(self, inner: Bus, chaos: Chaos | None = None, *, observers: Observer | None = None) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.chaos = chaos
         # told of the faults no consumer code sees: a delivery lost on the way, an ack lost after it
         self.observers = observers
@@ -150,29 +149,9 @@ class ChaosBus:
     def paused(self, group: str) -> bool:
         return group in self._gates
 
-    @property
-    def durable(self) -> bool:
-        return self.inner.durable
-
-    @property
-    def ready(self) -> bool:
-        return self.inner.ready
-
-    async def connect(self) -> None:
-        await self.inner.connect()
-
-    def expect_groups(self, expected: Mapping[str, Iterable[str]]) -> None:
-        self.inner.expect_groups(expected)
-
-    def on_settled(self, source: str, listener: Callable[[Envelope], None]) -> None:
-        self.inner.on_settled(source, listener)
-
     def waiting(self, group: str) -> int:
         """The inner bus's count, and the deliveries held at the group's gate."""
         return self.inner.waiting(group) + self._held.get(group, 0)
-
-    async def publish(self, event: Envelope) -> None:
-        await self.inner.publish(event)
 
     async def subscribe(self, event_type: str, group: str, handler: Handler) -> None:
         await self.inner.subscribe(event_type, group, self._wrap(group, handler))

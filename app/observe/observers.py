@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 
-from app.bus import Bus, DeadLetterSink, Envelope, Handler
+from app.bus import Bus, BusWrapper, DeadLetterSink, Envelope, Handler
 
 log = logging.getLogger(__name__)
 
@@ -121,31 +121,12 @@ class Observers:
         return sink
 
 
-class ObservedBus:
-    """Wraps any Bus (below chaos, so injected faults are seen as the consumers see them)."""
+class ObservedBus(BusWrapper):
+    """Wraps any Bus (above the lab's layer, so what is observed is what reaches a consumer's code)."""
 
     def __init__(self, inner: Bus, observers: Observers) -> None:
-        self.inner, self.observers = inner, observers
-
-    @property
-    def durable(self) -> bool:
-        return self.inner.durable
-
-    @property
-    def ready(self) -> bool:
-        return self.inner.ready
-
-    async def connect(self) -> None:
-        await self.inner.connect()
-
-    def expect_groups(self, expected: Mapping[str, Iterable[str]]) -> None:
-        self.inner.expect_groups(expected)
-
-    def on_settled(self, source: str, listener: Callable[[Envelope], None]) -> None:
-        self.inner.on_settled(source, listener)
-
-    def waiting(self, group: str) -> int:
-        return self.inner.waiting(group)
+        super().__init__(inner)
+        self.observers = observers
 
     async def publish(self, event: Envelope) -> None:
         await self.inner.publish(event)
@@ -168,6 +149,3 @@ class ObservedBus:
             return result
 
         await self.inner.subscribe(event_type, group, observed)
-
-    async def close(self) -> None:
-        await self.inner.close()

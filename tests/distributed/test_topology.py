@@ -114,6 +114,9 @@ ORDER_HOPS = [
     ("delivered", "notifications", NOTIFY),
     ("acked", "notifications", NOTIFY),
 ]
+# and each module's own change, said as it commits: orders saves and marks, billing withdraws,
+# notifications stores
+ORDER_NOTES = 4
 
 
 async def whole_flow(c: httpx.AsyncClient, t: Topology, cid: str) -> list[tuple[str, str, str]]:
@@ -144,7 +147,7 @@ async def test_the_front_shows_one_order_as_one_flow_with_the_hops_of_every_proc
     cid = f"whole-{uuid4().hex[:12]}"
     async with client(topology) as c:
         login, auth = await funded(c, 500)
-        live: dict[str, str | int] = {"correlationId": cid, "limit": len(ORDER_HOPS)}
+        live: dict[str, str | int] = {"correlationId": cid, "limit": len(ORDER_HOPS) + ORDER_NOTES}
         async with c.stream("GET", "/flows/stream", params=live, headers=operator) as stream:
             assert stream.status_code == 200  # subscribed at the console before the order starts
             r = await c.post(
@@ -175,7 +178,9 @@ async def test_the_front_shows_one_order_as_one_flow_with_the_hops_of_every_proc
     assert [at[h] for h in caused] == sorted(at[h] for h in caused), hops
     assert at[("delivered", "billing", PAY)] < at[("delivered", "notifications", NOTIFY)], hops
     assert {"orders", "billing", "notifications"} <= {r["module"] for r in streamed}
-    assert len(streamed) == len(ORDER_HOPS) and {r["correlationId"] for r in streamed} == {cid}
+    assert len(streamed) == len(ORDER_HOPS) + ORDER_NOTES and {r["correlationId"] for r in streamed} == {cid}
+    assert ("note", "billing", "withdraw 100.00, balance 400.00") in hops
+    assert {m for kind, m, _ in hops if kind == "note"} == {"orders", "billing", "notifications"}
     assert [f["kind"] for f in flows if f["correlationId"] == cid] == ["order"]
 
 

@@ -118,6 +118,9 @@ def parser() -> argparse.ArgumentParser:
     sub["schema-check"].add_argument(
         "--against", type=Path, default=PUBLISHED, metavar="PATH", help="the published AsyncAPI document"
     )
+    sub["schema-check"].add_argument(
+        "--history", action="store_true", help="and every version of it committed in git (make lint)"
+    )
     sub["settings"].add_argument("--markdown", action="store_true", help="print docs/settings.md instead")
     return p
 
@@ -174,7 +177,8 @@ def main(argv: list[str] | None = None) -> None:
         from app.ops import schema_check
 
         try:
-            sys.exit(schema_check.run(args.against))
+            versions = schema_check.history(args.against) if args.history else None
+            sys.exit(schema_check.run(args.against, versions=versions))
         except schema_check.InvalidDocument as exc:
             _stop(p, str(exc))
     else:

@@ -198,9 +198,34 @@ def load(path: Path) -> dict[str, Any]:
     return doc
 
 
-def run(against: Path = PUBLISHED, current: Mapping[str, Any] | None = None) -> int:
+def history(path: Path = PUBLISHED) -> list[tuple[str, dict[str, Any]]]:
+    """Every version of ``path`` committed in this checkout's git history, newest first, as (short
+    commit, document); none outside a git checkout. A version a later commit regenerated is published
+    all the same: checked against it, a break cannot hide behind a regenerated document."""
+    import subprocess
+
+    import yaml
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout
+
+    where = str(path) if path.is_absolute() else f"./{path}"
+    try:
+        revs = git("log", "--format=%h", "--", str(path)).split()
+        return [(rev, yaml.safe_load(git("show", f"{rev}:{where}"))) for rev in revs]
+    except (OSError, subprocess.CalledProcessError, yaml.YAMLError):
+        return []
+
+
+def run(
+    against: Path = PUBLISHED,
+    current: Mapping[str, Any] | None = None,
+    *,
+    versions: list[tuple[str, dict[str, Any]]] | None = None,
+) -> int:
     """Prints the summary (exit status 0) or one line per break (1); raises :class:`InvalidDocument`
-    (the CLI exits 2) when ``against`` is unreadable or not an AsyncAPI document."""
+    (the CLI exits 2) when ``against`` is unreadable or not an AsyncAPI document. ``versions``: earlier
+    published documents (:func:`history`) the code must be compatible with as well."""
     if current is None:
         from app.ops.asyncapi import document
 
@@ -210,9 +235,20 @@ def run(against: Path = PUBLISHED, current: Mapping[str, Any] | None = None) -> 
         result = check(published, current)
     except InvalidDocument as exc:
         raise InvalidDocument(f"{against}: {exc}") from None
-    if result.breaks:
-        print("\n".join(result.breaks))
+    breaks = list(result.breaks)
+    seen = [published]
+    for rev, doc in versions or ():
+        if doc in seen or not isinstance(doc, dict):
+            continue  # a commit that left the document as it was, or no document at all
+        seen.append(doc)
+        try:
+            breaks += [f"{line} (published in {rev})" for line in check(doc, current).breaks]
+        except InvalidDocument:
+            continue  # an early commit's document this checker cannot read: not a published contract
+    if breaks:
+        print("\n".join(dict.fromkeys(breaks)))
         return 1
     new = f"; new: {', '.join(result.new)}" if result.new else ""
-    print(f"{result.checked} event types checked against {against}: compatible{new}")
+    also = f" and {len(seen) - 1} earlier version(s) of it in git" if len(seen) > 1 else ""
+    print(f"{result.checked} event types checked against {against}{also}: compatible{new}")
     return 0

@@ -257,3 +257,24 @@ def test_run_compares_with_a_given_current_document(capsys: pytest.CaptureFixtur
     del current["channels"]["orders.payment_requested.v1"]
     assert run(ROOT / "docs" / "asyncapi.yaml", current) == 1
     assert capsys.readouterr().out.startswith("orders.payment_requested.v1: published event type removed")
+
+
+def test_a_break_cannot_hide_behind_a_regenerated_document(
+    published: Doc, current: Doc, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the break, and the document regenerated with it (the stale-document test then passes)
+    del schema(current, "PaymentSucceeded")["properties"]["balance"]
+    schema(current, "PaymentSucceeded")["required"].remove("balance")
+    regenerated = tmp_path / "asyncapi.yaml"
+    regenerated.write_text(yaml.safe_dump(current), encoding="utf-8")
+    assert run(regenerated, current) == 0  # against the regenerated document alone: hidden
+    capsys.readouterr()
+    # two commits that published the document as it was (the same document twice)
+    earlier = [("abc1234", published), ("def5678", copy.deepcopy(published))]
+    assert run(regenerated, current, versions=earlier) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["billing.payment_succeeded.v1: field 'balance' removed (published in abc1234)"]
+    # and the code as it was passes against every version
+    assert run(regenerated, published, versions=earlier) == 1  # 'balance' is new there: required
+    capsys.readouterr()
+    assert run(ROOT / "docs" / "asyncapi.yaml", published, versions=earlier) == 0

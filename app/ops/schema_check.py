@@ -241,8 +241,14 @@ def run(
         if doc in seen or not isinstance(doc, dict):
             continue  # a commit that left the document as it was, or no document at all
         seen.append(doc)
+        # an event type the committed document no longer has was retired on purpose (regenerated
+        # in a change of its own, past the check above): history holds the others to their word
+        kept = {
+            k: v for k, v in (doc.get("channels") or {}).items() if k in (published.get("channels") or {})
+        }
         try:
-            breaks += [f"{line} (published in {rev})" for line in check(doc, current).breaks]
+            earlier = check({**doc, "channels": kept}, current).breaks
+            breaks += [f"{line} (published in {rev})" for line in earlier]
         except InvalidDocument:
             continue  # an early commit's document this checker cannot read: not a published contract
     if breaks:

@@ -278,3 +278,14 @@ def test_a_break_cannot_hide_behind_a_regenerated_document(
     assert run(regenerated, published, versions=earlier) == 1  # 'balance' is new there: required
     capsys.readouterr()
     assert run(ROOT / "docs" / "asyncapi.yaml", published, versions=earlier) == 0
+
+
+def test_a_version_retired_from_the_committed_document_is_let_go_by_history(
+    published: Doc, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    retired = copy.deepcopy(published)
+    del retired["channels"]["billing.account_created.v1"]
+    committed = tmp_path / "asyncapi.yaml"
+    committed.write_text(yaml.safe_dump(retired), encoding="utf-8")
+    assert run(committed, retired, versions=[("abc1234", published)]) == 0
+    assert "and 1 earlier version(s) of it in git: compatible" in capsys.readouterr().out

@@ -70,7 +70,9 @@ def test_the_nginx_conf_follows_the_layout(tmp_path: Path) -> None:
 
 
 def test_a_recorded_pid_that_another_process_now_holds_is_left_alone(tmp_path: Path) -> None:
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    sleeper = subprocess.Popen(
+        [sys.executable, "-c", "import signal; signal.pause()"], start_new_session=True
+    )
     try:
         mine = processes.Record.of("orders-9004", sleeper.pid, 9004)
         assert mine.state() == "running"
@@ -89,7 +91,9 @@ def test_a_recorded_pid_that_another_process_now_holds_is_left_alone(tmp_path: P
 def test_down_stops_what_the_state_names_keeps_the_record_and_a_second_down_finds_nothing(
     tmp_path: Path,
 ) -> None:
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    sleeper = subprocess.Popen(
+        [sys.executable, "-c", "import signal; signal.pause()"], start_new_session=True
+    )
     t = Topology(run_dir=tmp_path, port=9000)
     t.records[FRONT] = processes.Record.of(FRONT, sleeper.pid, 9000)
     t.save()

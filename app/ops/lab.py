@@ -136,10 +136,8 @@ def router(system: System, link: LabLink | None = None) -> APIRouter:
             if name not in merged:
                 raise problems.NotFound(f"no process of module {name!r} answered")
             return {"name": name, **merged[name]}
-        assert system.chaos is not None
-        layer = system.chaos
-        (layer.pause if op == "pause" else layer.resume)(running(name))
-        return {"name": name, **module_state(system, name)}
+        state = apply_command(system, {"op": op, "module": running(name)})
+        return {"name": name, **state["modules"][name]}
 
     @r.post("/admin/modules/{name}/pause", responses=problems.declared(404))
     async def pause(name: Annotated[str, Path(max_length=32)]) -> dict[str, Any]:

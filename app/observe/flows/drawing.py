@@ -106,15 +106,6 @@ def _clean(text: str) -> str:
     return re.sub(r"[;#\r\n]+", " ", text)[:200]
 
 
-def mermaid(flow: Flow, labels: Labels = "events") -> str:
-    return mermaid_of(arrows(flow, labels))
-
-
-def sequencediagram(flow: Flow, labels: Labels = "events") -> str:
-    """sequencediagram.org syntax, as the course's seed diagram is written."""
-    return sequencediagram_of(arrows(flow, labels), seed_syntax=labels == "seed")
-
-
 def mermaid_of(lines: list[Arrow]) -> str:
     alias = {p: p.split("-")[0] for p in participants(lines)}
     out = ["sequenceDiagram"]

@@ -7,18 +7,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import TYPE_CHECKING
 
 from app.config import MODULES
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
+
+
+def _admin(url: str) -> tuple[URL, str]:
+    """The database ``url`` names, and the address of its server's ``postgres`` database (asyncpg's
+    scheme) to create or drop it from."""
+    from sqlalchemy.engine import make_url
+
+    target = make_url(url)
+    return target, target.set(drivername="postgresql", database="postgres").render_as_string(
+        hide_password=False
+    )
 
 
 def ensure_database(url: str) -> None:
     """Create the PostgreSQL database named in ``url`` if it does not exist yet."""
     if not url.startswith("postgresql"):
         return
-    from sqlalchemy.engine import make_url
-
-    target = make_url(url)
-    admin = target.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    target, admin = _admin(url)
 
     async def create() -> None:
         import asyncpg
@@ -42,10 +54,7 @@ def ensure_database(url: str) -> None:
 def drop_database(url: str) -> str:
     if not url.startswith("postgresql"):
         return f"kept {url}: not a PostgreSQL database"
-    from sqlalchemy.engine import make_url
-
-    target = make_url(url)
-    admin = target.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    target, admin = _admin(url)
 
     async def drop() -> str:
         import asyncpg

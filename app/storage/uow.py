@@ -44,11 +44,9 @@ class UnitOfWork:
 
     def emit(self, payload: Event, *, subject: str = "") -> Envelope:
         """Record an event to publish; it goes to this module's outbox in this same transaction."""
-        if self.cause is not None:
-            correlation, causation = self.cause.correlationid or self.cause.id, self.cause.id
-        else:
-            correlation = self.correlation or new_id()
-            causation = correlation
+        # a request that sent no correlation id starts a flow of its own
+        correlation = self.flow_id() or new_id()
+        causation = self.cause.id if self.cause is not None else correlation
         envelope = Envelope(
             type=payload.TYPE,
             source=self.source,
